@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:
+#   make lab    set up the environment if missing, then open the course in JupyterLab
+#   make test   set up the environment if missing, then run every test (unit tests + all notebooks)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Installed before the rest so pip does not pick the newest torch (several GB of CUDA wheels
+# on Linux).  Any torch >= 2.2 works: `make lab TORCH=torch` takes the newest.
+TORCH  ?= torch==2.13.0
+
+.PHONY: lab test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Unit tests (full-budget learning claims included), then every notebook top to bottom in
+# fast mode, in this environment's own interpreter.  One pytest run, one summary line.
+test: $(STAMP)
+	PPO_TEACH_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+
+# The same without the slow full-budget tests: for quick iteration.
+test-fast: $(STAMP)
+	PPO_TEACH_FAST=1 $(PY) -m pytest tests notebooks -m "not slow" --nbval-lax --nbval-current-env -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) -m ppo_teach.bench reinforce --seeds 0-4
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
