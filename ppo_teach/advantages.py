@@ -1,0 +1,98 @@
+"""Returns and advantages: discounted return, reward-to-go, GAE(λ), whitening.
+
+All functions are time-major: a tensor of shape ``(T, *batch)`` holds step t of every
+parallel stream (environment copy, or sequence of tokens) at index t.  Nothing here
+knows about CartPole; the language-model trainer calls the same functions.
+
+Episode boundaries are given by two boolean tensors of that shape:
+
+* ``terminated[t]``: the state reached after step t is terminal; its value is 0.
+* ``ends[t]``: the episode ends after step t, because it terminated *or* was truncated
+  (a time limit).  Nothing flows backwards across an end.
+
+A truncated episode is not terminal: the return it was cut off from is estimated by the
+value of its true final state, ``next_values[t] = V(s_{t+1})``.  The last row of a batch
+is treated like a truncation: whatever follows it is represented by ``next_values``.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def discounted_cumsum(x: torch.Tensor, discount: float, ends: torch.Tensor) -> torch.Tensor:
+    """y_t = x_t + discount · (1 − end_t) · y_{t+1}, with y_T = 0 past the last row.
+
+    The one backward recursion behind both reward-to-go and GAE.
+    """
+    out = torch.empty_like(x)
+    carry = torch.zeros_like(x[0])
+    keep = 1.0 - ends.to(x.dtype)
+    for t in range(x.shape[0] - 1, -1, -1):
+        carry = x[t] + discount * keep[t] * carry
+        out[t] = carry
+    return out
+
+
+def discounted_return(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G = Σ_t γ^t r_t of one episode (1-D ``rewards``)."""
+    powers = gamma ** torch.arange(rewards.shape[0], dtype=rewards.dtype)
+    return (powers * rewards).sum()
+
+
+def reward_to_go(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    ends: torch.Tensor,
+    gamma: float,
+    next_values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Ĝ_t = Σ_{k≥0} γ^k r_{t+k}, summed to the end of the episode that contains t.
+
+    Where an episode is cut off without terminating (truncation, or the end of the batch),
+    the missing tail is bootstrapped: Ĝ_t picks up γ^{k+1}·V(s_{t+k+1}) from ``next_values``
+    at that step.  Without ``next_values`` the tail counts as 0 (a pure Monte-Carlo return).
+    """
+    x = rewards
+    if next_values is not None:
+        cut_off = ends.to(rewards.dtype) * (1.0 - terminated.to(rewards.dtype))
+        cut_off[-1] = 1.0 - terminated[-1].to(rewards.dtype)  # the batch ends after the last row
+        x = rewards + gamma * cut_off * next_values
+    return discounted_cumsum(x, gamma, ends)
+
+
+def td_errors(
+    rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """δ_t = r_t + γ·(1 − terminated_t)·V(s_{t+1}) − V(s_t)."""
+    return rewards + gamma * (1.0 - terminated.to(rewards.dtype)) * next_values - values
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    ends: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalized Advantage Estimation (Schulman et al., 2016):
+
+        Â_t = Σ_{k≥0} (γλ)^k δ_{t+k},   summed to the end of the episode that contains t,
+
+    computed as Â_t = δ_t + γλ·(1 − end_t)·Â_{t+1}.  λ = 0 gives the TD error δ_t;
+    λ = 1 gives the bootstrapped Monte-Carlo return minus V(s_t).
+    """
+    deltas = td_errors(rewards, values, next_values, terminated, gamma)
+    return discounted_cumsum(deltas, gamma * lam, ends)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """(x − mean(x)) / (std(x) + eps), over the entries where ``mask`` is true (all if None)."""
+    if mask is None:
+        return (x - x.mean()) / (x.std() + eps)
+    m = mask.to(x.dtype)
+    n = m.sum()
+    mean = (x * m).sum() / n
+    var = (((x - mean) * m) ** 2).sum() / (n - 1).clamp(min=1)
+    return (x - mean) / (var.sqrt() + eps) * m

@@ -1,0 +1,100 @@
+"""Steps and seconds to solve CartPole-v1, per algorithm and seed.
+
+    python -m ppo_teach.bench reinforce --seeds 0-4
+    python -m ppo_teach.bench reinforce --seeds 0,2,7 --json
+
+Solved means: the greedy policy's mean return over 10 evaluation episodes is ≥ 475,
+checked every 5,000 environment steps.  ``wall_s`` counts training seconds (collection and
+updates), not the evaluations; for an unsolved seed it is the whole run's.  Budgets are the
+full-mode defaults unless ``PPO_TEACH_FAST=1`` is set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ppo_teach import reinforce
+from ppo_teach.config import fast_mode
+from ppo_teach.errors import ConfigError
+from ppo_teach.history import History
+from ppo_teach.training import TrainConfig
+
+ALGORITHMS: dict[str, tuple[type[TrainConfig], Callable[..., History]]] = {
+    "reinforce": (reinforce.ReinforceConfig, reinforce.train),
+}
+
+
+@dataclass
+class Result:
+    algo: str
+    seed: int
+    steps_to_solve: int | None
+    wall_s: float
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' → [0, 1, 2, 3, 4]; '0,3,7' → [0, 3, 7]; ranges and lists mix: '0-2,9'."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            seeds.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r} is not understood. Fix: write e.g. '0-4' or '0,3,7'.") from None
+    if not seeds:
+        raise ConfigError(f"--seeds {text!r} names no seed. Fix: write e.g. '0-4' (low ≤ high).")
+    return seeds
+
+
+def solve(algo: str, seed: int) -> Result:
+    """Train ``algo`` with its default config on ``seed`` until solved or out of budget."""
+    config_cls, train = ALGORITHMS[algo]
+    history = train(config_cls(seed=seed, stop_when_solved=True), progress=False)
+    wall = history.wall_s_to_solve if history.solved else history.train_wall_s
+    return Result(algo, seed, history.steps_to_solve, round(wall, 2))
+
+
+def median_steps(results: list[Result]) -> float:
+    """Median steps to solve, an unsolved seed counting as worse than every solved one."""
+    return statistics.median(r.steps_to_solve if r.steps_to_solve is not None else float("inf") for r in results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ppo_teach.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("algo", choices=[*ALGORITHMS, "all"])
+    parser.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,3,7 (default 0-4)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ConfigError as err:
+        parser.error(str(err))
+    if fast_mode():
+        print("note: PPO_TEACH_FAST=1 is set, so these are fast-mode budgets, not the benchmark's.", file=sys.stderr)
+    torch.set_num_threads(1)  # the networks are tiny: one thread is fastest and keeps timings comparable
+    algos = list(ALGORITHMS) if args.algo == "all" else [args.algo]
+    for algo in algos:
+        results = []
+        for seed in seeds:
+            result = solve(algo, seed)
+            results.append(result)
+            if args.json:
+                print(json.dumps(result.__dict__), flush=True)
+            else:
+                steps = f"{result.steps_to_solve:,} env steps" if result.steps_to_solve is not None else "not solved"
+                print(f"{algo:<10} seed {seed}: {steps:>18}, {result.wall_s:7.1f} s", flush=True)
+        if not args.json:
+            solved = sum(r.steps_to_solve is not None for r in results)
+            print(f"{algo:<10} median: {median_steps(results):,} env steps to solve "
+                  f"({solved}/{len(results)} seeds solved), median {statistics.median(r.wall_s for r in results):.1f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The course itself: its repository, its notebooks, the Colab set-up cell, the environment check.
+
+``REPO_URL`` is the one place the repository's address is written.  The README's notebook
+table (with its "Open in Colab" links) and every notebook's Colab set-up cell are generated
+from it; tests check both are in sync.  To move the course, change ``REPO_URL`` and run
+
+    python -m ppo_teach.course
+
+which prints the README table to paste and rewrites the set-up cell of every notebook.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from ppo_teach.config import FAST_ENV_VAR, fast_mode, pick_device
+
+REPO_URL = "https://github.com/ppo-teach/ppo_teach"
+BRANCH = "main"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Notebook:
+    file: str
+    title: str
+    summary: str
+
+    @property
+    def colab_url(self) -> str:
+        owner_repo = REPO_URL.removeprefix("https://github.com/")
+        return f"https://colab.research.google.com/github/{owner_repo}/blob/{BRANCH}/notebooks/{self.file}"
+
+
+NOTEBOOKS = [
+    Notebook("00_start_here.ipynb", "Start here",
+             "Environment check, Colab set-up, fast mode, how widgets and exercises work, an English/Chinese glossary."),
+    Notebook("01_reinforce.ipynb", "Policy gradients and REINFORCE",
+             "CartPole as an MDP, the log-derivative trick, reward-to-go, a learned baseline and the variance it removes, learning curves over seeds."),
+]
+
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+COLAB_SETUP = f"""# Colab set-up: fetch the course and install its package. Outside Colab this cell does nothing.
+import sys
+if "google.colab" in sys.modules:
+    ![ -d /content/ppo_teach ] || git clone --quiet --depth 1 {REPO_URL} /content/ppo_teach
+    %pip install --quiet -e /content/ppo_teach
+    sys.path.insert(0, "/content/ppo_teach")"""
+
+
+def readme_table() -> str:
+    """The README's notebook table, one row per notebook with its "Open in Colab" badge."""
+    rows = ["| # | notebook | what you learn | Colab |", "|---|---|---|---|"]
+    for nb in NOTEBOOKS:
+        rows.append(
+            f"| {nb.file[:2]} | [{nb.title}](notebooks/{nb.file}) | {nb.summary} "
+            f"| [![Open in Colab]({COLAB_BADGE})]({nb.colab_url}) |"
+        )
+    return "\n".join(rows)
+
+
+def environment_report() -> str:
+    """Versions of the libraries the course uses, the device it will use and why, and the mode."""
+    lines = [f"Python        {platform.python_version()} ({sys.executable})"]
+    for package in ("torch", "gymnasium", "numpy", "matplotlib", "ipywidgets", "transformers", "tqdm"):
+        try:
+            lines.append(f"{package:<13} {version(package)}")
+        except PackageNotFoundError:
+            lines.append(f"{package:<13} NOT INSTALLED — run `make lab` (or the Colab set-up cell)")
+    device, why = pick_device()
+    lines.append(f"device        {device} ({why})")
+    lines.append(f"CPU threads   {torch.get_num_threads()} for PyTorch")
+    mode = "FAST (budgets shrunk for CI)" if fast_mode() else "full (the real budgets)"
+    lines.append(f"mode          {mode}; set {FAST_ENV_VAR}=1 for fast mode")
+    return "\n".join(lines)
+
+
+def sync_notebooks() -> None:
+    """Rewrite the Colab set-up cell (the first code cell) of every notebook from ``COLAB_SETUP``."""
+    import nbformat
+
+    for nb in NOTEBOOKS:
+        path = ROOT / "notebooks" / nb.file
+        book = nbformat.read(path, as_version=4)
+        first_code = next(c for c in book.cells if c.cell_type == "code")
+        first_code.source = COLAB_SETUP
+        nbformat.write(book, path)
+
+
+if __name__ == "__main__":
+    sync_notebooks()
+    print(readme_table())

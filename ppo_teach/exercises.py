@@ -1,0 +1,182 @@
+"""Checkers for the notebooks' "your turn" exercises.
+
+Each checker runs the learner's function and the package's reference on the same inputs
+(hand-worked cases first, then random ones) and says precisely what differs: which case,
+which inputs, which entry, expected and got.  Where the answer matches a mistake we know,
+it says which.  A checker never raises for a wrong answer, so a notebook keeps running.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ppo_teach import advantages
+from ppo_teach.show import Source, show
+
+
+@dataclass
+class CheckResult:
+    exercise: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"{'✅ correct' if self.passed else '❌ not yet'} — {self.exercise}: {self.message}"
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else "#cf222e"
+        head = "✅ correct" if self.passed else "❌ not yet"
+        return f"<div style='border-left:4px solid {colour};padding-left:8px'><b>{head}</b> — {self.exercise}<pre>{self.message}</pre></div>"
+
+
+@dataclass
+class Exercise:
+    name: str
+    reference: Callable[..., torch.Tensor]  # called with each case's keyword arguments
+    cases: Callable[[torch.Generator], list[dict[str, Any]]]
+    known_mistakes: dict[str, Callable[..., torch.Tensor]]
+    solution: Callable[..., Any]  # the package function a learner can read once done
+    atol: float = 1e-5
+
+
+def grade(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> CheckResult:
+    """Compare ``fn`` with the exercise's reference on every case; report the first difference."""
+    cases = exercise.cases(torch.Generator().manual_seed(seed))
+    for i, case in enumerate(cases, start=1):
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in case.items())
+        expected = exercise.reference(**_copy(case))
+        try:
+            got = fn(**_copy(case))
+        except NotImplementedError:
+            return CheckResult(exercise.name, False, "your function still raises NotImplementedError: fill it in.")
+        except Exception as err:  # the learner's code: report whatever it raised
+            return CheckResult(exercise.name, False, f"case {i} ({shown}) raised {type(err).__name__}: {err}")
+        problem = _difference(got, expected, exercise.atol)
+        if problem:
+            hint = _diagnose(exercise, case, got)
+            return CheckResult(exercise.name, False, f"case {i} of {len(cases)}: {shown}\n{problem}{hint}")
+    return CheckResult(exercise.name, True, f"matches the reference on all {len(cases)} cases.")
+
+
+def _copy(case: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of the inputs, so a function that edits its arguments in place cannot spoil the comparison."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, torch.Tensor):
+        return "tensor(" + str([round(x, 4) for x in v.flatten().tolist()]) + ")"
+    return repr(v)
+
+
+def _difference(got: Any, expected: torch.Tensor, atol: float) -> str:
+    """'' when ``got`` equals ``expected`` to ``atol``; otherwise what differs."""
+    try:
+        got = torch.as_tensor(got, dtype=expected.dtype)
+    except (TypeError, ValueError, RuntimeError):
+        return f"expected a tensor of shape {tuple(expected.shape)}, got {type(got).__name__}: {got!r}"
+    if got.shape != expected.shape:
+        return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}"
+    bad = ~torch.isclose(got, expected, atol=atol, rtol=1e-5)
+    if not bad.any():
+        return ""
+    idx = tuple(int(i) for i in bad.nonzero()[0])
+    where = f"[{', '.join(map(str, idx))}]" if idx else ""
+    return (
+        f"first difference at entry {where or '(the scalar)'}: expected {expected[idx].item():.6g}, got {got[idx].item():.6g}\n"
+        f"expected {_fmt(expected)}\ngot      {_fmt(got)}"
+    )
+
+
+def _diagnose(exercise: Exercise, case: dict[str, Any], got: Any) -> str:
+    for description, mistake in exercise.known_mistakes.items():
+        try:
+            if not _difference(got, mistake(**_copy(case)), exercise.atol):
+                return f"\nhint: your answer equals {description}."
+        except Exception:  # a mistake's formula may not apply to every case
+            continue
+    return ""
+
+
+# --------------------------------------------------------------------------------------
+# The exercises
+# --------------------------------------------------------------------------------------
+
+
+def _episode_cases(gen: torch.Generator) -> list[dict[str, Any]]:
+    """Hand-worked episodes first, then random ones of random length and discount."""
+    cases: list[dict[str, Any]] = [
+        {"rewards": torch.tensor([1.0, 1.0, 1.0]), "gamma": 0.5},
+        {"rewards": torch.tensor([0.0, 0.0, 1.0]), "gamma": 0.9},
+        {"rewards": torch.tensor([2.0]), "gamma": 0.99},
+        {"rewards": torch.tensor([1.0, -1.0, 2.0, 0.5]), "gamma": 1.0},
+        {"rewards": torch.tensor([3.0, 1.0, 4.0]), "gamma": 0.0},
+    ]
+    for _ in range(20):
+        length = int(torch.randint(1, 30, (1,), generator=gen))
+        gamma = round(float(torch.rand(1, generator=gen)), 3)
+        cases.append({"rewards": torch.randn(length, generator=gen), "gamma": gamma})
+    return cases
+
+
+def _reference_reward_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Reward-to-go of one complete episode that ends by termination."""
+    done = torch.zeros_like(rewards, dtype=torch.bool)
+    done[-1] = True
+    return advantages.reward_to_go(rewards, done, done, gamma)
+
+
+REWARD_TO_GO = Exercise(
+    name="reward_to_go(rewards, gamma) → Ĝ_t = Σ_{k≥0} γ^k r_{t+k}",
+    reference=_reference_reward_to_go,
+    cases=_episode_cases,
+    known_mistakes={
+        "the undiscounted reward-to-go (γ left out)": lambda rewards, gamma: rewards.flip(0).cumsum(0).flip(0),
+        "the discounted sum of the rewards *before* t (a forward sum, not reward-to-go)": lambda rewards, gamma: torch.stack(
+            [advantages.discounted_return(rewards[: t + 1].flip(0), gamma) for t in range(len(rewards))]
+        ),
+        "the whole episode's return at every step (not reward-to-go)": lambda rewards, gamma: advantages.discounted_return(
+            rewards, gamma
+        ).expand_as(rewards),
+        "the rewards shifted by one step (Ĝ_t starts at r_{t+1} instead of r_t)": lambda rewards, gamma: _reference_reward_to_go(
+            rewards, gamma
+        ).sub(rewards).div(gamma),
+    },
+    solution=advantages.reward_to_go,
+)
+
+DISCOUNTED_RETURN = Exercise(
+    name="discounted_return(rewards, gamma) → G = Σ_t γ^t r_t",
+    reference=advantages.discounted_return,
+    cases=_episode_cases,
+    known_mistakes={
+        "the undiscounted sum (γ left out)": lambda rewards, gamma: rewards.sum(),
+        "Σ_t γ^(t+1) r_t (the first reward is discounted too)": lambda rewards, gamma: gamma * advantages.discounted_return(rewards, gamma),
+    },
+    solution=advantages.discounted_return,
+)
+
+EXERCISES: dict[str, Exercise] = {"reward_to_go": REWARD_TO_GO, "discounted_return": DISCOUNTED_RETURN}
+
+
+def check_reward_to_go(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
+    """Grade ``fn(rewards, gamma)``: the reward-to-go of one complete (terminated) episode."""
+    return grade(REWARD_TO_GO, fn)
+
+
+def check_discounted_return(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
+    """Grade ``fn(rewards, gamma)``: the discounted return Σ_t γ^t r_t of one episode."""
+    return grade(DISCOUNTED_RETURN, fn)
+
+
+def solution(name: str) -> Source:
+    """The package's reference implementation behind an exercise."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise called {name!r}; the exercises are: {', '.join(EXERCISES)}")
+    return show(EXERCISES[name].solution)

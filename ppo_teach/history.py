@@ -1,0 +1,55 @@
+"""What a training run leaves behind: per-update statistics, episodes, evaluations, solve time."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppo_teach.rollout import EpisodeLog
+
+
+@dataclass
+class History:
+    algo: str
+    seed: int
+    config: dict[str, Any]
+    updates: list[dict[str, float]] = field(default_factory=list)  # each with its "step"
+    episodes: EpisodeLog = field(default_factory=EpisodeLog)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_returns: list[float] = field(default_factory=list)
+    steps_to_solve: int | None = None  # env steps when the greedy policy first met the criterion
+    wall_s_to_solve: float | None = None  # training seconds (evaluation excluded) until then
+    train_wall_s: float = 0.0  # training seconds of the whole run (evaluation excluded)
+    interrupted: bool = False  # stopped early by the learner (KeyboardInterrupt)
+    models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # trained networks; not saved
+
+    def log_update(self, step: int, stats: dict[str, float]) -> None:
+        self.updates.append({"step": float(step), **{k: float(v) for k, v in stats.items()}})
+
+    def last_stats(self) -> dict[str, float]:
+        """The statistics of the latest update (empty before the first)."""
+        return {k: v for k, v in self.updates[-1].items() if k != "step"} if self.updates else {}
+
+    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(env steps, values) of one per-update statistic."""
+        rows = [u for u in self.updates if key in u]
+        return np.array([u["step"] for u in rows]), np.array([u[key] for u in rows])
+
+    @property
+    def solved(self) -> bool:
+        return self.steps_to_solve is not None
+
+    def save(self, path: str | Path) -> None:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "models"}
+        data["episodes"] = asdict(self.episodes)
+        Path(path).write_text(json.dumps(data))
+
+    @classmethod
+    def load(cls, path: str | Path) -> History:
+        data = json.loads(Path(path).read_text())
+        data["episodes"] = EpisodeLog(**data["episodes"])
+        return cls(**data)

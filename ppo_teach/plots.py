@@ -1,0 +1,86 @@
+"""Plots the notebooks share.  Each draws on a given Axes (or a new figure) and returns the
+numbers it drew, so tests can check a plot's content without looking at pixels."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ppo_teach.history import History
+
+
+def _axes(ax: plt.Axes | None, figsize: tuple[float, float] = (6.4, 3.6)) -> plt.Axes:
+    return ax if ax is not None else plt.subplots(figsize=figsize)[1]
+
+
+def binned_episode_returns(history: History, edges: np.ndarray) -> np.ndarray:
+    """Mean training-episode return in each env-step bin [edges[i], edges[i+1]) (NaN where none finished)."""
+    steps, returns = np.asarray(history.episodes.steps), np.asarray(history.episodes.returns)
+    which = np.digitize(steps, edges) - 1
+    return np.array([returns[which == i].mean() if (which == i).any() else np.nan for i in range(len(edges) - 1)])
+
+
+def learning_curves(
+    runs: dict[str, Sequence[History]], ax: plt.Axes | None = None, bins: int = 40, threshold: float | None = 475.0
+) -> dict[str, np.ndarray]:
+    """Training-episode return against env steps: per label, the median over seeds and the band
+    between the lowest and highest seed.  Returns {label: (bins, seeds) array of binned returns}."""
+    ax = _axes(ax)
+    end = max(max(h.episodes.steps, default=1) for hs in runs.values() for h in hs)
+    edges = np.linspace(0, end, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    drawn = {}
+    for label, histories in runs.items():
+        curves = np.stack([binned_episode_returns(h, edges) for h in histories], axis=1)
+        drawn[label] = curves
+        with warnings.catch_warnings():  # bins where no episode finished are NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median, low, high = np.nanmedian(curves, 1), np.nanmin(curves, 1), np.nanmax(curves, 1)
+        line, = ax.plot(centres, median, label=f"{label} (median of {len(histories)} seeds)")
+        ax.fill_between(centres, low, high, color=line.get_color(), alpha=0.2)
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"solve threshold {threshold:g}")
+    ax.set(xlabel="environment steps", ylabel="training episode return")
+    ax.legend(loc="lower right", fontsize="small")
+    return drawn
+
+
+def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, threshold: float = 475.0) -> None:
+    """Greedy-policy evaluation return against env steps, one line per seed, solve points marked."""
+    ax = _axes(ax)
+    for h in histories:
+        line, = ax.plot(h.eval_steps, h.eval_returns, lw=1, label=f"seed {h.seed}")
+        if h.solved:
+            ax.plot([h.steps_to_solve], [h.eval_returns[h.eval_steps.index(h.steps_to_solve)]], "o", color=line.get_color())
+    ax.axhline(threshold, color="grey", ls="--", lw=1)
+    ax.set(xlabel="environment steps", ylabel="greedy evaluation return (10 episodes)")
+    ax.legend(fontsize="small")
+
+
+def discount_weights(gamma: float, horizon: int = 200, ax: plt.Axes | None = None) -> np.ndarray:
+    """The weight γ^k that a reward k steps ahead gets, and the effective horizon 1/(1−γ)."""
+    ax = _axes(ax, (6.4, 3.0))
+    weights = gamma ** np.arange(horizon)
+    ax.plot(weights)
+    if gamma < 1:
+        ax.axvline(1 / (1 - gamma), color="grey", ls="--", lw=1, label=f"1/(1−γ) = {1 / (1 - gamma):.0f} steps")
+        ax.legend()
+    ax.set(xlabel="k (steps ahead)", ylabel="γ^k", ylim=(0, 1.05), title=f"γ = {gamma:.3f}")
+    return weights
+
+
+def gradient_spread(samples: dict[str, np.ndarray], ax: plt.Axes | None = None) -> dict[str, np.ndarray]:
+    """Histogram of each batch's gradient estimate projected on the mean gradient direction;
+    a wider histogram is a noisier estimator.  Returns the projections."""
+    ax = _axes(ax)
+    direction = np.mean([s.mean(0) for s in samples.values()], axis=0)
+    direction /= np.linalg.norm(direction)
+    projections = {name: s @ direction for name, s in samples.items()}
+    bins = np.histogram_bin_edges(np.concatenate(list(projections.values())), bins=30)
+    for name, p in projections.items():
+        ax.hist(p, bins=bins, alpha=0.6, label=f"{name}: std {p.std():.3f}")
+    ax.set(xlabel="ĝ · (mean gradient direction)", ylabel="batches")
+    ax.legend(fontsize="small")
+    return projections

@@ -1,0 +1,136 @@
+"""The parts of training every CartPole algorithm shares: the base config, building the
+environment and networks, fitting the value function, and the loop
+
+    collect a batch → update → log → every ``eval_every`` steps evaluate the greedy policy
+
+which stops at the step budget, or at the solve criterion if asked, or when the learner
+interrupts the kernel (the history so far is returned).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ppo_teach.config import Bounds, bounded, budget, check_env_id, check_seed, seed_everything, validate
+from ppo_teach.envs import evaluate_greedy, make_vec_env, space_sizes
+from ppo_teach.errors import ConfigError, check_finite
+from ppo_teach.history import History
+from ppo_teach.losses import value_loss
+from ppo_teach.nets import CategoricalPolicy, ValueFunction
+from ppo_teach.rollout import Batch, Collector
+
+STEP_BUDGET = Bounds(low=1, high=1e9, integer=True, fix="give a positive budget of environment steps.")
+
+
+def budget_field(*, full: int, fast: int) -> int:
+    """A ``total_steps`` field whose default is read from fast mode when the config is created."""
+    return field(default_factory=lambda: budget(full=full, fast=fast), metadata={"bounds": STEP_BUDGET})
+
+
+@dataclass
+class TrainConfig:
+    """Settings common to REINFORCE, TRPO and PPO on a Gymnasium environment.
+
+    A batch holds ``num_envs × steps_per_env`` environment steps.  Progress is measured as in
+    the course's benchmark: every ``eval_every`` env steps the greedy policy plays
+    ``eval_episodes`` episodes; the run is solved when their mean return ≥ ``solve_threshold``.
+    """
+
+    env_id: str = "CartPole-v1"
+    seed: int = 0
+    num_envs: int = bounded(8, Bounds(low=1, high=256, integer=True, fix="use between 1 and 256 parallel copies, e.g. 8."))
+    steps_per_env: int = bounded(500, Bounds(low=1, high=100_000, integer=True, fix="a batch needs at least one step per copy."))
+    total_steps: int = budget_field(full=100_000, fast=5_000)
+    gamma: float = bounded(0.99, Bounds(low=0.0, high=1.0, fix="γ is a discount factor in [0, 1]; 0.99 is usual."))
+    hidden: tuple[int, ...] = (64, 64)
+    eval_every: int = bounded(5_000, Bounds(low=1, integer=True, fix="evaluate every few thousand steps, e.g. 5000."))
+    eval_episodes: int = bounded(10, Bounds(low=1, high=1_000, integer=True, fix="use e.g. 10 evaluation episodes."))
+    solve_threshold: float = bounded(475.0, Bounds(fix="CartPole-v1's threshold is 475."))
+    stop_when_solved: bool = False
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        check_env_id(self.env_id)
+        validate(self)
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ConfigError(
+                f"{type(self).__name__}.hidden = {self.hidden!r} is not valid: expected a non-empty tuple of "
+                "positive layer widths. Fix: e.g. hidden=(64, 64)."
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.steps_per_env
+
+
+def build(cfg: TrainConfig) -> tuple[torch.nn.Module, ValueFunction]:
+    """Seed everything, then create the policy and value networks for ``cfg.env_id``."""
+    seed_everything(cfg.seed)
+    probe = make_vec_env(cfg.env_id, 1, cfg.seed)
+    obs_dim, n_actions = space_sizes(probe)
+    probe.close()
+    return CategoricalPolicy(obs_dim, n_actions, cfg.hidden), ValueFunction(obs_dim, cfg.hidden)
+
+
+def fit_value(value_fn: ValueFunction, optimizer: torch.optim.Optimizer, obs: torch.Tensor, returns: torch.Tensor, iters: int) -> float:
+    """Regress V_φ onto the return targets with ``iters`` full-batch steps; the last loss."""
+    for _ in range(iters):
+        loss = value_loss(value_fn(obs), returns)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+def run(
+    cfg: TrainConfig,
+    algo: str,
+    policy: torch.nn.Module,
+    update: Callable[[Batch], dict[str, float]],
+    progress: bool = True,
+) -> History:
+    """The training loop shared by every algorithm; ``update`` turns one batch into new parameters
+    and returns that update's statistics."""
+    history = History(algo=algo, seed=cfg.seed, config=dataclasses.asdict(cfg))
+    env = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed)
+    collector = Collector(env, policy, cfg.seed)
+    history.episodes = collector.episodes
+    next_eval = cfg.eval_every
+    bar = tqdm(total=cfg.total_steps, desc=algo, disable=not progress, leave=False)
+    try:
+        while collector.global_step < cfg.total_steps:
+            start = time.perf_counter()
+            batch = collector.collect(cfg.steps_per_env)
+            stats = update(batch)
+            history.train_wall_s += time.perf_counter() - start
+            for name, value in stats.items():
+                check_finite(name, value, update=len(history.updates) + 1, last_stats=history.last_stats())
+            history.log_update(collector.global_step, stats)
+            bar.update(batch.num_steps)
+            if collector.global_step >= next_eval:
+                next_eval = (collector.global_step // cfg.eval_every + 1) * cfg.eval_every
+                _evaluate(cfg, policy, collector.global_step, history)
+                bar.set_postfix(greedy_return=f"{history.eval_returns[-1]:.0f}")
+                if history.solved and cfg.stop_when_solved:
+                    break
+    except KeyboardInterrupt:
+        history.interrupted = True
+    finally:
+        bar.close()
+        env.close()
+    return history
+
+
+def _evaluate(cfg: TrainConfig, policy: torch.nn.Module, step: int, history: History) -> None:
+    eval_seed = 1_000_000 + 1_000 * cfg.seed + len(history.eval_steps)  # fresh start states, no effect on training RNG
+    mean_return = evaluate_greedy(policy, cfg.env_id, cfg.eval_episodes, eval_seed)
+    history.eval_steps.append(step)
+    history.eval_returns.append(mean_return)
+    if not history.solved and mean_return >= cfg.solve_threshold:
+        history.steps_to_solve = step
+        history.wall_s_to_solve = history.train_wall_s

@@ -1,0 +1,15 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_and_seed():
+    """Tiny networks: one thread is fastest; a fixed seed makes every test repeat exactly."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def full_mode(monkeypatch):
+    """Run a test with the full-mode budgets even when `make test` sets PPO_TEACH_FAST=1."""
+    monkeypatch.delenv("PPO_TEACH_FAST", raising=False)
