@@ -19,7 +19,10 @@ from ppo_teach.errors import ConfigError
 
 
 def make_vec_env(env_id: str, num_envs: int, seed: int) -> gym.vector.SyncVectorEnv:
-    """``num_envs`` copies of ``env_id`` stepped together, with SAME_STEP autoreset, reset with ``seed``."""
+    """``num_envs`` copies of ``env_id`` stepped together, with SAME_STEP autoreset.
+
+    ``seed`` seeds the action space; the caller resets the environment with its own seed.
+    """
     check_env_id(env_id)
     env = gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id, disable_env_checker=True) for _ in range(num_envs)],
@@ -31,7 +34,6 @@ def make_vec_env(env_id: str, num_envs: int, seed: int) -> gym.vector.SyncVector
             f"env_id = {env_id!r} has a {type(env.single_action_space).__name__} action space; the course's "
             "categorical policies need a Discrete one. Fix: use e.g. 'CartPole-v1' or 'Acrobot-v1'."
         )
-    env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
 

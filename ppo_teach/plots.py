@@ -16,9 +16,9 @@ def _axes(ax: plt.Axes | None, figsize: tuple[float, float] = (6.4, 3.6)) -> plt
 
 
 def binned_episode_returns(history: History, edges: np.ndarray) -> np.ndarray:
-    """Mean training-episode return in each env-step bin [edges[i], edges[i+1]) (NaN where none finished)."""
+    """Mean training-episode return in each env-step bin (edges[i], edges[i+1]] (NaN where none finished)."""
     steps, returns = np.asarray(history.episodes.steps), np.asarray(history.episodes.returns)
-    which = np.digitize(steps, edges) - 1
+    which = np.digitize(steps, edges, right=True) - 1
     return np.array([returns[which == i].mean() if (which == i).any() else np.nan for i in range(len(edges) - 1)])
 
 
@@ -72,15 +72,16 @@ def discount_weights(gamma: float, horizon: int = 200, ax: plt.Axes | None = Non
 
 
 def gradient_spread(samples: dict[str, np.ndarray], ax: plt.Axes | None = None) -> dict[str, np.ndarray]:
-    """Histogram of each batch's gradient estimate projected on the mean gradient direction;
-    a wider histogram is a noisier estimator.  Returns the projections."""
+    """Histogram of each batch's distance ‖ĝ_i − ḡ‖ from its estimator's mean gradient ḡ.
+
+    The mean of the squared distances is the total variance tr Cov[ĝ]; a histogram further to
+    the right is a noisier estimator.  Returns the distances.
+    """
     ax = _axes(ax)
-    direction = np.mean([s.mean(0) for s in samples.values()], axis=0)
-    direction /= np.linalg.norm(direction)
-    projections = {name: s @ direction for name, s in samples.items()}
-    bins = np.histogram_bin_edges(np.concatenate(list(projections.values())), bins=30)
-    for name, p in projections.items():
-        ax.hist(p, bins=bins, alpha=0.6, label=f"{name}: std {p.std():.3f}")
-    ax.set(xlabel="ĝ · (mean gradient direction)", ylabel="batches")
+    distances = {name: np.linalg.norm(s - s.mean(0), axis=1) for name, s in samples.items()}
+    bins = np.histogram_bin_edges(np.concatenate(list(distances.values())), bins=30)
+    for name, d in distances.items():
+        ax.hist(d, bins=bins, alpha=0.6, label=f"{name}: rms {np.sqrt((d**2).mean()):.3f}")
+    ax.set(xlabel="‖ĝ − mean ĝ‖ (one batch's error)", ylabel="batches")
     ax.legend(fontsize="small")
-    return projections
+    return distances
