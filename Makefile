@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Extra JupyterLab options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.  As root (in
+# a container, say) JupyterLab refuses to start unless told --allow-root; we tell it only then.
+LAB_ARGS ?=
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_ARG) $(LAB_ARGS)
 
 # Unit tests (full-budget learning claims included), then every notebook top to bottom in
 # fast mode, in this environment's own interpreter.  One pytest run, one summary line.
