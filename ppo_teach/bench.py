@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{algo:<10} seed {seed}: {steps:>18}, {result.wall_s:7.1f} s", flush=True)
         if not args.json:
             solved = sum(r.steps_to_solve is not None for r in results)
-            print(f"{algo:<10} median: {median_steps(results):,} env steps to solve "
+            print(f"{algo:<10} median: {median_steps(results):,.0f} env steps to solve "
                   f"({solved}/{len(results)} seeds solved), median {statistics.median(r.wall_s for r in results):.1f} s\n")
     return 0
 

@@ -44,8 +44,9 @@ def space_sizes(env: gym.vector.VectorEnv) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def evaluate_greedy(policy: torch.nn.Module, env_id: str, episodes: int, seed: int) -> float:
-    """Mean undiscounted return of the greedy policy a = argmax π(a|s) over ``episodes`` episodes.
+def evaluate_policy(policy: torch.nn.Module, env_id: str, episodes: int, seed: int, greedy: bool = True) -> float:
+    """Mean undiscounted return over ``episodes`` episodes, acting greedily, a = argmax π(a|s),
+    or (``greedy=False``) sampling a ~ π(·|s).
 
     The greedy policy is used only to *measure* progress (the solve criterion); training
     always samples actions from π.
@@ -55,7 +56,8 @@ def evaluate_greedy(policy: torch.nn.Module, env_id: str, episodes: int, seed: i
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
     while running.any():
-        actions = policy(torch.as_tensor(obs, dtype=torch.float32)).probs.argmax(-1).numpy()
+        dist = policy(torch.as_tensor(obs, dtype=torch.float32))
+        actions = (dist.probs.argmax(-1) if greedy else dist.sample()).numpy()
         obs, reward, terminated, truncated, _ = env.step(actions)
         returns += reward * running
         running &= ~(terminated | truncated)

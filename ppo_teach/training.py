@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppo_teach.config import Bounds, bounded, budget, check_env_id, check_seed, seed_everything, validate
-from ppo_teach.envs import evaluate_greedy, make_vec_env, space_sizes
+from ppo_teach.envs import evaluate_policy, make_vec_env, space_sizes
 from ppo_teach.errors import ConfigError, check_finite
 from ppo_teach.history import History
 from ppo_teach.losses import value_loss
@@ -128,7 +128,7 @@ def run(
 
 def _evaluate(cfg: TrainConfig, policy: torch.nn.Module, step: int, history: History) -> None:
     eval_seed = 1_000_000 + 1_000 * cfg.seed + len(history.eval_steps)  # fresh start states, no effect on training RNG
-    mean_return = evaluate_greedy(policy, cfg.env_id, cfg.eval_episodes, eval_seed)
+    mean_return = evaluate_policy(policy, cfg.env_id, cfg.eval_episodes, eval_seed)
     history.eval_steps.append(step)
     history.eval_returns.append(mean_return)
     if not history.solved and mean_return >= cfg.solve_threshold:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppo_teach.envs import evaluate_greedy, make_vec_env
+from ppo_teach.envs import evaluate_policy, make_vec_env
 from ppo_teach.nets import CategoricalPolicy
 from ppo_teach.rollout import Collector
 
@@ -77,8 +77,8 @@ def test_greedy_evaluation_of_a_balancing_rule():
         def forward(self, obs):
             return torch.distributions.Categorical(logits=torch.stack([-obs[:, 2] - obs[:, 3], obs[:, 2] + obs[:, 3]], -1) * 100)
 
-    assert evaluate_greedy(PushTowardsPole(), "CartPole-v1", episodes=5, seed=0) > 100
-    assert evaluate_greedy(CategoricalPolicy(4, 2), "CartPole-v1", episodes=5, seed=0) < 100
+    assert evaluate_policy(PushTowardsPole(), "CartPole-v1", episodes=5, seed=0) > 100
+    assert evaluate_policy(CategoricalPolicy(4, 2), "CartPole-v1", episodes=5, seed=0) < 100
 
 
 def test_continuous_action_environments_are_refused():
