@@ -1,7 +1,8 @@
 """Steps and seconds to solve CartPole-v1, per algorithm and seed.
 
     python -m ppo_teach.bench reinforce --seeds 0-4
-    python -m ppo_teach.bench reinforce --seeds 0,2,7 --json
+    python -m ppo_teach.bench trpo --seeds 0,2,7 --json
+    python -m ppo_teach.bench all --seeds 0-4
 
 Solved means: the greedy policy's mean return over 10 evaluation episodes is ≥ 475,
 checked every 5,000 environment steps.  ``wall_s`` counts training seconds (collection and
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ppo_teach import reinforce
+from ppo_teach import reinforce, trpo
 from ppo_teach.config import fast_mode
 from ppo_teach.errors import ConfigError
 from ppo_teach.history import History
@@ -27,6 +28,7 @@ from ppo_teach.training import TrainConfig
 
 ALGORITHMS: dict[str, tuple[type[TrainConfig], Callable[..., History]]] = {
     "reinforce": (reinforce.ReinforceConfig, reinforce.train),
+    "trpo": (trpo.TRPOConfig, trpo.train),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ppo_teach import advantages
+from ppo_teach import advantages, trpo
 from ppo_teach.show import Source, show
 
 
@@ -162,7 +162,61 @@ DISCOUNTED_RETURN = Exercise(
     solution=advantages.discounted_return,
 )
 
-EXERCISES: dict[str, Exercise] = {"reward_to_go": REWARD_TO_GO, "discounted_return": DISCOUNTED_RETURN}
+
+
+class MatVec:
+    """The product v ↦ A·v for a fixed matrix A, as conjugate gradient receives it."""
+
+    def __init__(self, A: torch.Tensor):
+        self.A = A
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        return self.A @ v
+
+    def __repr__(self) -> str:
+        return f"(v ↦ A·v with A = {self.A.numpy().round(3).tolist()})"
+
+
+def _spd_cases(gen: torch.Generator) -> list[dict[str, Any]]:
+    """Symmetric positive-definite systems: a diagonal one by hand, then random ones, with as
+    many iterations as unknowns (where conjugate gradient is exact)."""
+    cases: list[dict[str, Any]] = [
+        {"Avp": MatVec(torch.diag(torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64))), "b": torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64), "iters": 3},
+        {"Avp": MatVec(torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)), "b": torch.tensor([1.0, 2.0], dtype=torch.float64), "iters": 2},
+    ]
+    for n in (3, 5, 8, 12):
+        M = torch.randn(n, n, generator=gen, dtype=torch.float64)
+        cases.append({"Avp": MatVec(M @ M.T + n * torch.eye(n, dtype=torch.float64)), "b": torch.randn(n, generator=gen, dtype=torch.float64), "iters": n})
+    return cases
+
+
+CONJUGATE_GRADIENT = Exercise(
+    name="conjugate_gradient(Avp, b, iters) → x with A x = b",
+    reference=lambda Avp, b, iters: torch.linalg.solve(Avp.A, b),
+    cases=_spd_cases,
+    known_mistakes={
+        "b itself (no iteration was applied)": lambda Avp, b, iters: b,
+        "the result after only one iteration (the loop stops too early)": lambda Avp, b, iters: trpo.conjugate_gradient(Avp, b, 1),
+        "steepest descent, not conjugate directions (p_{k+1} = r_{k+1}, β left out)": lambda Avp, b, iters: _steepest_descent(Avp, b, iters),
+    },
+    solution=trpo.conjugate_gradient,
+    atol=1e-6,
+)
+
+
+def _steepest_descent(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int) -> torch.Tensor:
+    x, r = torch.zeros_like(b), b.clone()
+    for _ in range(iters):
+        alpha = (r @ r) / (r @ Avp(r))
+        x, r = x + alpha * r, r - alpha * Avp(r)
+    return x
+
+
+EXERCISES: dict[str, Exercise] = {
+    "reward_to_go": REWARD_TO_GO,
+    "discounted_return": DISCOUNTED_RETURN,
+    "conjugate_gradient": CONJUGATE_GRADIENT,
+}
 
 
 def check_reward_to_go(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
@@ -173,6 +227,11 @@ def check_reward_to_go(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> Che
 def check_discounted_return(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
     """Grade ``fn(rewards, gamma)``: the discounted return Σ_t γ^t r_t of one episode."""
     return grade(DISCOUNTED_RETURN, fn)
+
+
+def check_conjugate_gradient(fn: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, int], torch.Tensor]) -> CheckResult:
+    """Grade ``fn(Avp, b, iters)``: conjugate gradient for A x = b given only products A·v."""
+    return grade(CONJUGATE_GRADIENT, fn)
 
 
 def solution(name: str) -> Source:

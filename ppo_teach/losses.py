@@ -27,6 +27,19 @@ def policy_gradient_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: tor
     return -masked_mean(logp * advantages.detach(), mask)
 
 
+def surrogate_advantage(
+    logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L(θ) = mean_t[ r_t(θ) · Â_t ],  r_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t) = exp(log π_θ − log π_θold).
+
+    The importance-sampled objective of TRPO (Schulman et al., 2015).  At θ = θ_old its gradient
+    equals the policy gradient; away from θ_old it estimates the new policy's improvement from
+    the old policy's data, which is only trustworthy while the two policies stay close.
+    """
+    ratio = torch.exp(logp - logp_old.detach())
+    return masked_mean(ratio * advantages.detach(), mask)
+
+
 def value_loss(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """L^V(φ) = mean_t[ (V_φ(s_t) − Ĝ_t)² ], regression of the value onto the return targets."""
     return masked_mean((values - returns.detach()) ** 2, mask)

@@ -85,3 +85,40 @@ def gradient_spread(samples: dict[str, np.ndarray], ax: plt.Axes | None = None) 
     ax.set(xlabel="‖ĝ − mean ĝ‖ (one batch's error)", ylabel="batches")
     ax.legend(fontsize="small")
     return distances
+
+
+def step_size_trials(trials: Sequence, return_before: float, axes: Sequence[plt.Axes] | None = None) -> None:
+    """Return after one update, and the KL the update caused, against the update's size
+    (``StepTrial`` objects from ``trpo.StepSizeLab``; gradient steps and TRPO steps apart)."""
+    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 3.6))[1]
+    for method, marker in (("gradient step", "o-"), ("TRPO step", "s-")):
+        chosen = [t for t in trials if t.method == method]
+        label = "gradient step, size = α" if method == "gradient step" else "TRPO step, size = δ"
+        axes[0].plot([t.size for t in chosen], [t.return_after for t in chosen], marker, label=label)
+        axes[1].plot([t.size for t in chosen], [t.kl for t in chosen], marker, label=label)
+    axes[0].axhline(return_before, color="grey", ls="--", lw=1, label="return before the update")
+    axes[0].set(xscale="log", xlabel="step size (α or δ)", ylabel="mean return after one update")
+    axes[1].plot(*[[min(t.size for t in trials), max(t.size for t in trials)]] * 2, color="grey", ls=":", lw=1, label="KL = δ")
+    axes[1].set(xscale="log", yscale="log", xlabel="step size (α or δ)", ylabel="KL̄(π_old ‖ π_new)")
+    for ax in axes:
+        ax.legend(fontsize="small")
+
+
+def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list[float], list[float]]:
+    """The fractions of the full TRPO step a line search tried, with the exact KL and the
+    surrogate improvement at each; the accepted one is circled.  Returns (fractions, kls)."""
+    ax = _axes(ax, (6.4, 3.4))
+    ax.plot(search.fractions, search.kls, "o-", color="C0", label="KL̄ at this fraction")
+    ax.axhline(max_kl, color="C0", ls="--", lw=1, label=f"δ = {max_kl:.3g}")
+    ax.set(xlabel="fraction of the full step tried", ylabel="KL̄", xlim=(0, 1.05), ylim=(0, max(max(search.kls), max_kl) * 1.2))
+    twin = ax.twinx()
+    twin.plot(search.fractions, search.improvements, "s-", color="C1", label="L(θ) − L(θ_old)")
+    twin.axhline(0, color="C1", ls=":", lw=1)
+    twin.set_ylabel("surrogate improvement", color="C1")
+    if search.accepted:
+        k = search.backtracks
+        ax.plot([search.fractions[k]], [search.kls[k]], "o", ms=14, mfc="none", mec="k", label="accepted")
+    verdict = f"accepted after {search.backtracks} backtracks" if search.accepted else "rejected: parameters unchanged"
+    ax.set_title(verdict)
+    ax.legend(loc="upper left", fontsize="small")
+    return search.fractions, search.kls

@@ -29,3 +29,10 @@ def discount_explorer() -> w.VBox:
     """A γ slider over the discount weights γ^k (notebook 00)."""
     gamma = w.FloatSlider(value=0.99, min=0.5, max=0.999, step=0.001, readout_format=".3f", description="γ")
     return explorer(lambda gamma: plots.discount_weights(gamma), {"gamma": gamma})
+
+
+def trust_region_explorer(lab) -> w.VBox:
+    """A δ slider over the line search TRPO would run on one batch (notebook 02); ``lab`` is a
+    ``trpo.StepSizeLab``."""
+    delta = w.FloatLogSlider(value=0.01, base=10, min=-4, max=0, step=0.1, readout_format=".4f", description="δ")
+    return explorer(lambda max_kl: plots.line_search(lab.trpo_search(max_kl), max_kl), {"max_kl": delta})

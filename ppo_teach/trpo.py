@@ -1,0 +1,273 @@
+"""Trust Region Policy Optimization (Schulman et al., 2015).
+
+Each update solves, approximately,
+
+    maximise_θ  L(θ) = mean_t[ π_θ(a_t|s_t)/π_θold(a_t|s_t) · Â_t ]
+    subject to  KL̄(θ) = mean_t[ KL(π_θold(·|s_t) ‖ π_θ(·|s_t)) ] ≤ δ
+
+Linearising L and taking the quadratic approximation KL̄ ≈ ½ Δθᵀ F Δθ (F is the Fisher
+information matrix, the Hessian of KL̄ at θ_old) gives the natural-gradient step
+
+    Δθ = √(2δ / sᵀF s) · s,   s = F⁻¹ g,   g = ∇_θ L(θ_old),
+
+where s is found by conjugate gradient using only Fisher-vector products F·v, computed by
+double backpropagation.  Because the approximations can be off, a backtracking line search
+shrinks the step until the *exact* KL̄ ≤ δ and L improves; if no fraction does, the old
+parameters are kept.  The value function is fitted separately; advantages come from GAE(λ).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.distributions import Categorical
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from ppo_teach.advantages import gae, whiten
+from ppo_teach.config import Bounds, bounded, budget
+from ppo_teach.envs import evaluate_policy, make_vec_env
+from ppo_teach.history import History
+from ppo_teach.losses import mean_kl, surrogate_advantage
+from ppo_teach.nets import CategoricalPolicy, ValueFunction
+from ppo_teach.rollout import Batch, Collector
+from ppo_teach.training import TrainConfig, budget_field, build, fit_value, run
+
+
+@dataclass
+class TRPOConfig(TrainConfig):
+    total_steps: int = budget_field(full=100_000, fast=8_000)
+    steps_per_env: int = bounded(125, Bounds(low=1, high=100_000, integer=True, fix="a batch needs at least one step per copy."))
+    max_kl: float = bounded(0.01, Bounds(low=0.0, high=1.0, low_open=True, fix="δ is a small positive KL bound such as 0.01."))
+    damping: float = bounded(0.1, Bounds(low=0.0, fix="use a small non-negative damping such as 0.1."))
+    cg_iters: int = bounded(10, Bounds(low=1, high=1_000, integer=True, fix="use e.g. 10 conjugate-gradient iterations."))
+    backtrack_ratio: float = bounded(0.8, Bounds(low=0.0, high=1.0, low_open=True, high_open=True, fix="each backtrack shrinks the step by a factor in (0, 1), e.g. 0.8."))
+    max_backtracks: int = bounded(10, Bounds(low=1, high=100, integer=True, fix="allow e.g. 10 backtracking steps."))
+    lam: float = bounded(0.97, Bounds(low=0.0, high=1.0, fix="λ for GAE lies in [0, 1]; 0.95–0.97 is usual."))
+    value_lr: float = bounded(1e-3, Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-3."))
+    value_iters: int = bounded(80, Bounds(low=1, high=10_000, integer=True, fix="use e.g. 80 value-regression steps per batch."))
+
+
+def flat_grad(y: torch.Tensor, params: list[torch.Tensor], create_graph: bool = False) -> torch.Tensor:
+    """∇_θ y for a scalar y, flattened into one vector in the order of ``params``."""
+    grads = torch.autograd.grad(y, params, create_graph=create_graph)
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], params: list[torch.Tensor], v: torch.Tensor, damping: float) -> torch.Tensor:
+    """(F + damping·I) v, with F = ∇²_θ KL̄(π_θold ‖ π_θ) at θ = θ_old, by double backprop:
+
+        F v = ∇_θ ( (∇_θ KL̄)ᵀ v ),
+
+    which costs two backward passes and never forms F.  At θ_old, ∇KL̄ = 0 but its Hessian is
+    the Fisher information matrix E_s E_{a~π}[∇log π(a|s) ∇log π(a|s)ᵀ].  Damping adds a
+    multiple of the identity so F + damping·I stays well conditioned.
+    """
+    grad_kl = flat_grad(kl_fn(), params, create_graph=True)
+    return flat_grad(grad_kl @ v, params) + damping * v
+
+
+def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
+    """Solve A x = b for symmetric positive-definite A given only products A·p.
+
+        x₀ = 0, r₀ = p₀ = b
+        α_k = r_kᵀr_k / p_kᵀA p_k,  x_{k+1} = x_k + α_k p_k,  r_{k+1} = r_k − α_k A p_k
+        β_k = r_{k+1}ᵀr_{k+1} / r_kᵀr_k,  p_{k+1} = r_{k+1} + β_k p_k
+
+    Exact after n iterations for an n×n system; stops early once ‖r‖² < tol.
+    """
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr < tol:
+            break
+        Ap = Avp(p)
+        alpha = rr / (p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_next = r @ r
+        p = r + (rr_next / rr) * p
+        rr = rr_next
+    return x
+
+
+@dataclass
+class NaturalGradient:
+    """What one batch determines before the step size: g = ∇L(θ_old) and s ≈ F⁻¹g, with sᵀFs."""
+
+    g: torch.Tensor
+    s: torch.Tensor
+    sFs: float
+
+    def full_step(self, max_kl: float) -> torch.Tensor:
+        """Δθ = √(2δ / sᵀFs) · s: the step whose quadratic KL estimate ½ΔθᵀFΔθ equals δ."""
+        return math.sqrt(2 * max_kl / self.sFs) * self.s
+
+
+@dataclass
+class LineSearch:
+    """The outcome of a backtracking line search, with every fraction it tried."""
+
+    accepted: bool
+    backtracks: int  # fractions rejected before the accepted one (all of them if none was accepted)
+    kl: float  # KL̄ at the accepted step (at the last tried step if none was)
+    improvement: float  # L(θ_new) − L(θ_old) at the same step
+    fractions: list[float] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    improvements: list[float] = field(default_factory=list)
+
+
+class TrustRegionProblem:
+    """The surrogate and the KL constraint of one batch, as functions of the current policy parameters."""
+
+    def __init__(self, policy: CategoricalPolicy, obs: torch.Tensor, actions: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor):
+        self.policy, self.obs, self.actions, self.logp_old, self.advantages = policy, obs, actions, logp_old, advantages
+        self.params = list(policy.parameters())
+        with torch.no_grad():
+            self.old_dist = Categorical(logits=policy(obs).logits)
+
+    def surrogate(self) -> torch.Tensor:
+        return surrogate_advantage(self.policy(self.obs).log_prob(self.actions), self.logp_old, self.advantages)
+
+    def kl(self) -> torch.Tensor:
+        return mean_kl(self.old_dist, self.policy(self.obs))
+
+    def natural_gradient(self, damping: float, cg_iters: int) -> NaturalGradient:
+        g = flat_grad(self.surrogate(), self.params)
+        def Fvp(v: torch.Tensor) -> torch.Tensor:
+            return fisher_vector_product(self.kl, self.params, v, damping)
+
+        s = conjugate_gradient(Fvp, g, cg_iters)
+        return NaturalGradient(g=g, s=s, sFs=float(s @ Fvp(s)))
+
+    @torch.no_grad()
+    def line_search(self, full_step: torch.Tensor, max_kl: float, ratio: float, max_backtracks: int) -> LineSearch:
+        """Try θ_old + ratio^k·Δθ for k = 0, 1, …; accept the first with KL̄ ≤ δ and L(θ) > L(θ_old).
+        If none qualifies, restore θ_old exactly."""
+        theta_old = parameters_to_vector(self.params).clone()
+        surrogate_old = float(self.surrogate())
+        result = LineSearch(accepted=False, backtracks=0, kl=0.0, improvement=0.0)
+        for k in range(max_backtracks):
+            fraction = ratio**k
+            vector_to_parameters(theta_old + fraction * full_step, self.params)
+            kl, improvement = float(self.kl()), float(self.surrogate()) - surrogate_old
+            result.fractions.append(fraction)
+            result.kls.append(kl)
+            result.improvements.append(improvement)
+            result.backtracks, result.kl, result.improvement = k, kl, improvement
+            if kl <= max_kl and improvement > 0:
+                result.accepted = True
+                return result
+        result.backtracks = max_backtracks
+        vector_to_parameters(theta_old, self.params)
+        return result
+
+
+def advantages_and_returns(batch: Batch, value_fn: ValueFunction, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Â_t from GAE(λ), value targets Ĝ_t = Â_t + V(s_t)) for every row of the batch."""
+    values, next_values = batch.values(value_fn)
+    advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.ends, gamma, lam)
+    return advantages, advantages + values
+
+
+def update(policy: CategoricalPolicy, value_fn: ValueFunction, value_opt: torch.optim.Optimizer, batch: Batch, cfg: TRPOConfig) -> dict[str, float]:
+    """One TRPO update on ``batch``: natural-gradient direction, step to the trust-region boundary,
+    line search on the exact KL, then value regression.  Returns the update's statistics."""
+    advantages, returns = advantages_and_returns(batch, value_fn, cfg.gamma, cfg.lam)
+    problem = TrustRegionProblem(policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten())
+    direction = problem.natural_gradient(cfg.damping, cfg.cg_iters)
+    full_step = direction.full_step(cfg.max_kl)
+    search = problem.line_search(full_step, cfg.max_kl, cfg.backtrack_ratio, cfg.max_backtracks)
+    return {
+        "kl": search.kl,
+        "surrogate_improvement": search.improvement,
+        "expected_improvement": float(direction.g @ full_step),
+        "backtracks": search.backtracks,
+        "accepted": float(search.accepted),
+        "step_norm": float(full_step.norm()) * (cfg.backtrack_ratio**search.backtracks if search.accepted else 0.0),
+        "entropy": float(problem.old_dist.entropy().mean()),
+        "value_loss": fit_value(value_fn, value_opt, batch.obs, returns, cfg.value_iters),
+    }
+
+
+def train(cfg: TRPOConfig | None = None, progress: bool = True) -> History:
+    """Train TRPO with the settings in ``cfg`` (defaults if None)."""
+    cfg = cfg or TRPOConfig()
+    policy, value_fn = build(cfg)
+    value_opt = torch.optim.Adam(value_fn.parameters(), lr=cfg.value_lr)
+    history = run(cfg, "trpo", policy, lambda b: update(policy, value_fn, value_opt, b, cfg), progress)
+    history.models = {"policy": policy, "value": value_fn}
+    return history
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 02's experiments: one update of a given size, from one batch, measured.
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepTrial:
+    """One candidate update from the same batch, and what it did."""
+
+    method: str  # "gradient step" or "TRPO step"
+    size: float  # the learning rate α, or δ
+    kl: float  # KL̄(π_old ‖ π_new) on the batch's states
+    return_after: float  # mean return of the new (sampling) policy
+
+
+class StepSizeLab:
+    """A partly trained policy, one batch of its experience, and the natural-gradient direction
+    from that batch.  Tries updates of different sizes from the same starting point and
+    restores the policy after each, so they can be compared."""
+
+    def __init__(self, seed: int = 0, eval_episodes: int = 20):
+        cfg = TRPOConfig(seed=seed, total_steps=budget(full=10_000, fast=3_000))
+        trained = train(cfg, progress=False)
+        self.policy, self.env_id, self.seed, self.eval_episodes = trained.models["policy"], cfg.env_id, seed, eval_episodes
+        env = make_vec_env(cfg.env_id, cfg.num_envs, seed + 1)
+        batch = Collector(env, self.policy, seed + 1).collect(cfg.steps_per_env)
+        env.close()
+        advantages, _ = advantages_and_returns(batch, trained.models["value"], cfg.gamma, cfg.lam)
+        self.problem = TrustRegionProblem(
+            self.policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten()
+        )
+        self.direction = self.problem.natural_gradient(cfg.damping, cfg.cg_iters)
+        self.return_before = self._mean_return()
+
+    def _mean_return(self) -> float:
+        """Mean return of the sampling policy, with the same start states and the same random
+        stream for every candidate, so differences come from the policy, not from luck."""
+        with torch.random.fork_rng():
+            torch.manual_seed(10_000 + self.seed)
+            return evaluate_policy(self.policy, self.env_id, self.eval_episodes, seed=10_000 + self.seed, greedy=False)
+
+    def _measure(self, method: str, size: float, theta_new: torch.Tensor, evaluate: bool) -> StepTrial:
+        theta_old = parameters_to_vector(self.problem.params).clone()
+        vector_to_parameters(theta_new, self.problem.params)
+        with torch.no_grad():
+            kl = float(self.problem.kl())
+        after = self._mean_return() if evaluate else math.nan
+        vector_to_parameters(theta_old, self.problem.params)
+        return StepTrial(method, size, kl, after)
+
+    def gradient_step(self, lr: float, evaluate: bool = True) -> StepTrial:
+        """Plain gradient ascent on the surrogate, θ_new = θ_old + α·g, with no control of the KL."""
+        theta = parameters_to_vector(self.problem.params).detach()
+        return self._measure("gradient step", lr, theta + lr * self.direction.g, evaluate)
+
+    def trpo_search(self, max_kl: float, backtrack_ratio: float = 0.8, max_backtracks: int = 10) -> LineSearch:
+        """The line search a TRPO update with bound δ = ``max_kl`` would run; the policy is left unchanged."""
+        theta_old = parameters_to_vector(self.problem.params).clone()
+        search = self.problem.line_search(self.direction.full_step(max_kl), max_kl, backtrack_ratio, max_backtracks)
+        vector_to_parameters(theta_old, self.problem.params)
+        return search
+
+    def trpo_step(self, max_kl: float, evaluate: bool = True) -> StepTrial:
+        """The step TRPO takes with bound δ = ``max_kl`` (after its line search)."""
+        search = self.trpo_search(max_kl)
+        theta = parameters_to_vector(self.problem.params).detach()
+        fraction = search.fractions[search.backtracks] if search.accepted else 0.0
+        return self._measure("TRPO step", max_kl, theta + fraction * self.direction.full_step(max_kl), evaluate)
