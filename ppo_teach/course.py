@@ -42,6 +42,8 @@ NOTEBOOKS = [
              "Environment check, Colab set-up, fast mode, how widgets and exercises work, an English/Chinese glossary."),
     Notebook("01_reinforce.ipynb", "Policy gradients and REINFORCE",
              "CartPole as an MDP, the log-derivative trick, reward-to-go, a learned baseline and the variance it removes, learning curves over seeds."),
+    Notebook("02_trpo.ipynb", "TRPO",
+             "A measured collapse after one large step, KL between policies, the natural gradient, Fisher-vector products, conjugate gradient, the KL line search, TRPO solving CartPole."),
 ]
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"

@@ -105,10 +105,13 @@ def step_size_trials(trials: Sequence, return_before: float, axes: Sequence[plt.
 
 
 def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list[float], list[float]]:
-    """The fractions of the full TRPO step a line search tried, with the exact KL and the
-    surrogate improvement at each; the accepted one is circled.  Returns (fractions, kls)."""
+    """The fractions of the full TRPO step a line search tried, with the exact KL (beside the
+    quadratic model that sized the step, fraction²·δ) and the surrogate improvement at each;
+    the accepted one is circled.  Returns (fractions, kls)."""
     ax = _axes(ax, (6.4, 3.4))
-    ax.plot(search.fractions, search.kls, "o-", color="C0", label="KL̄ at this fraction")
+    f = np.linspace(0, 1, 50)
+    ax.plot(f, f**2 * max_kl, color="C0", lw=1, alpha=0.5, label="quadratic model ½ΔθᵀFΔθ")
+    ax.plot(search.fractions, search.kls, "o-", color="C0", label="exact KL̄ at this fraction")
     ax.axhline(max_kl, color="C0", ls="--", lw=1, label=f"δ = {max_kl:.3g}")
     ax.set(xlabel="fraction of the full step tried", ylabel="KL̄", xlim=(0, 1.05), ylim=(0, max(max(search.kls), max_kl) * 1.2))
     twin = ax.twinx()
@@ -122,3 +125,15 @@ def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list
     ax.set_title(verdict)
     ax.legend(loc="upper left", fontsize="small")
     return search.fractions, search.kls
+
+
+def update_stat(histories: Sequence[History], key: str, ax: plt.Axes | None = None, bound: float | None = None, label: str = "") -> None:
+    """One per-update statistic (``key`` in ``History.updates``) against env steps, a line per
+    seed, with an optional horizontal bound (δ for TRPO's KL, say)."""
+    ax = _axes(ax)
+    for h in histories:
+        ax.plot(*h.series(key), lw=1, marker=".", label=f"seed {h.seed}")
+    if bound is not None:
+        ax.axhline(bound, color="grey", ls="--", lw=1, label=f"bound {bound:g}")
+    ax.set(xlabel="environment steps", ylabel=label or key)
+    ax.legend(fontsize="small")

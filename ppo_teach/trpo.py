@@ -69,6 +69,23 @@ def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], params: list[torch.
     return flat_grad(grad_kl @ v, params) + damping * v
 
 
+def explicit_fisher(policy: CategoricalPolicy, obs: torch.Tensor) -> torch.Tensor:
+    """F = mean_s Σ_a π(a|s) ∇_θ log π(a|s) ∇_θ log π(a|s)ᵀ, built entry by entry from score vectors.
+
+    For teaching and testing only: it needs (number of parameters)² memory, which is why TRPO
+    never forms F and uses ``fisher_vector_product`` instead.
+    """
+    params = list(policy.parameters())
+    n = sum(p.numel() for p in params)
+    F = torch.zeros(n, n, dtype=params[0].dtype)
+    for s in obs:
+        dist = policy(s)
+        for a in range(dist.probs.shape[-1]):
+            score = torch.cat([g.reshape(-1) for g in torch.autograd.grad(dist.log_prob(torch.tensor(a)), params, retain_graph=True)])
+            F += dist.probs[a].detach() * torch.outer(score, score)
+    return F / len(obs)
+
+
 def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
     """Solve A x = b for symmetric positive-definite A given only products A·p.
 

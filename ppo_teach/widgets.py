@@ -34,5 +34,5 @@ def discount_explorer() -> w.VBox:
 def trust_region_explorer(lab) -> w.VBox:
     """A δ slider over the line search TRPO would run on one batch (notebook 02); ``lab`` is a
     ``trpo.StepSizeLab``."""
-    delta = w.FloatLogSlider(value=0.01, base=10, min=-4, max=0, step=0.1, readout_format=".4f", description="δ")
+    delta = w.FloatLogSlider(value=0.01, base=10, min=-4, max=1, step=0.1, readout_format=".4f", description="δ")
     return explorer(lambda max_kl: plots.line_search(lab.trpo_search(max_kl), max_kl), {"max_kl": delta})
