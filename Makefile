@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Installed before the rest so pip does not pick the newest torch (several GB of CUDA wheels
-# on Linux).  Any torch >= 2.2 works: `make lab TORCH=torch` takes the newest.
+# on Linux).  Any torch >= 2.4 works: `make lab TORCH=torch` takes the newest.
 TORCH  ?= torch==2.13.0
 
 .PHONY: lab test test-fast bench clean

@@ -18,8 +18,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 from ppo_teach import reinforce, trpo
 from ppo_teach.config import fast_mode
 from ppo_teach.errors import ConfigError
@@ -79,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if fast_mode():
         print("note: PPO_TEACH_FAST=1 is set, so these are fast-mode budgets, not the benchmark's.", file=sys.stderr)
-    torch.set_num_threads(1)  # the networks are tiny: one thread is fastest and keeps timings comparable
     algos = list(ALGORITHMS) if args.algo == "all" else [args.algo]
     for algo in algos:
         results = []

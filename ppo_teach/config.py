@@ -99,6 +99,7 @@ class Bounds:
     low_open: bool = False
     high_open: bool = False
     integer: bool = False
+    allow_inf: bool = False  # +inf is accepted (e.g. ε = ∞ switches clipping off)
     fix: str = ""
 
     def contains(self, value: float) -> bool:
@@ -129,7 +130,8 @@ def validate(config: Any) -> None:
         wrong_type = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
         if not wrong_type and bounds.integer and not float(value).is_integer():
             wrong_type = True
-        if wrong_type or not math.isfinite(value) or not bounds.contains(value):
+        infinite_ok = not wrong_type and bounds.allow_inf and value == math.inf
+        if wrong_type or (not math.isfinite(value) and not infinite_ok) or not bounds.contains(value):
             fix = f" Fix: {bounds.fix}" if bounds.fix else ""
             raise ConfigError(
                 f"{cls}.{f.name} = {value!r} is out of range: expected "

@@ -21,9 +21,14 @@ def check_finite(name: str, value: torch.Tensor | float, *, update: int, last_st
     The message names the quantity, the update at which it happened and the last finite
     statistics, so the learner can see what was drifting before it broke.
     """
-    number = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-    if math.isfinite(number):
-        return
+    if isinstance(value, torch.Tensor) and value.numel() > 1:
+        if torch.isfinite(value).all():
+            return
+        number = float(value[~torch.isfinite(value)].flatten()[0])
+    else:
+        number = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        if math.isfinite(number):
+            return
     shown = ", ".join(f"{k}={v:.4g}" for k, v in last_stats.items()) or "none yet (it failed on the first update)"
     raise TrainingDiverged(
         f"{name} became {number} at update {update}. Last finite statistics: {shown}. "

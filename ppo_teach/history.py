@@ -18,6 +18,7 @@ class History:
     seed: int
     config: dict[str, Any]
     updates: list[dict[str, float]] = field(default_factory=list)  # each with its "step"
+    distributions: dict[str, list[list[float]]] = field(default_factory=dict)  # per-update samples, e.g. PPO's ratios
     episodes: EpisodeLog = field(default_factory=EpisodeLog)
     eval_steps: list[int] = field(default_factory=list)
     eval_returns: list[float] = field(default_factory=list)
@@ -27,8 +28,15 @@ class History:
     interrupted: bool = False  # stopped early by the learner (KeyboardInterrupt)
     models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # trained networks; not saved
 
-    def log_update(self, step: int, stats: dict[str, float]) -> None:
-        self.updates.append({"step": float(step), **{k: float(v) for k, v in stats.items()}})
+    def log_update(self, step: int, stats: dict[str, float | torch.Tensor]) -> None:
+        """Record one update: scalars into ``updates``, tensors of several samples into ``distributions``."""
+        row = {"step": float(step)}
+        for key, value in stats.items():
+            if isinstance(value, torch.Tensor) and value.numel() > 1:
+                self.distributions.setdefault(key, []).append(value.flatten().tolist())
+            else:
+                row[key] = float(value)
+        self.updates.append(row)
 
     def last_stats(self) -> dict[str, float]:
         """The statistics of the latest update (empty before the first)."""

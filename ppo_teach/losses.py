@@ -40,6 +40,35 @@ def surrogate_advantage(
     return masked_mean(ratio * advantages.detach(), mask)
 
 
+def clipped_surrogate(
+    logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, eps: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L^CLIP(θ) = mean_t[ min( r_t(θ)·Â_t, clip(r_t(θ), 1 − ε, 1 + ε)·Â_t ) ]  (Schulman et al., 2017),
+
+    with r_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t).  An objective, to be maximised.  It is the
+    ratio that is clipped, never the log-probabilities.  Where the min picks the clipped term
+    (r > 1 + ε with Â > 0, or r < 1 − ε with Â < 0) the gradient is exactly zero: the update
+    gains nothing by moving the policy further in the direction it already moved.
+    ``eps = math.inf`` gives the unclipped surrogate.
+    """
+    ratio = torch.exp(logp - logp_old.detach())
+    adv = advantages.detach()
+    return masked_mean(torch.min(ratio * adv, torch.clamp(ratio, 1.0 - eps, 1.0 + eps) * adv), mask)
+
+
+def clipped_value_loss(
+    values: torch.Tensor, values_old: torch.Tensor, returns: torch.Tensor, eps: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L^V = mean_t[ max( (V_φ(s_t) − Ĝ_t)², (V_old(s_t) + clip(V_φ(s_t) − V_old(s_t), −ε, ε) − Ĝ_t)² ) ].
+
+    The value function's counterpart of the clipped ratio, as in the reference PPO code: a
+    pessimistic loss that gives no gradient to move V more than ε from its value at collection.
+    """
+    values_old, returns = values_old.detach(), returns.detach()
+    clipped = values_old + torch.clamp(values - values_old, -eps, eps)
+    return masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
 def value_loss(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """L^V(φ) = mean_t[ (V_φ(s_t) − Ĝ_t)² ], regression of the value onto the return targets."""
     return masked_mean((values - returns.detach()) ** 2, mask)
@@ -53,3 +82,24 @@ def entropy_bonus(entropy: torch.Tensor, mask: torch.Tensor | None = None) -> to
 def mean_kl(old: torch.distributions.Distribution, new: torch.distributions.Distribution, mask: torch.Tensor | None = None) -> torch.Tensor:
     """KL̄(π_old ‖ π_new) = mean_s Σ_a π_old(a|s) · log(π_old(a|s) / π_new(a|s)), exact for categorical policies."""
     return masked_mean(torch.distributions.kl_divergence(old, new), mask)
+
+
+def approx_kl_k1(logp: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """k1 = mean_t[ log π_old(a_t|s_t) − log π_θ(a_t|s_t) ], a_t ~ π_old: an unbiased estimate of
+    KL(π_old ‖ π_θ), but single samples can be negative and it is noisy."""
+    return masked_mean(logp_old - logp, mask)
+
+
+def approx_kl_k3(logp: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """k3 = mean_t[ (r_t − 1) − log r_t ], r_t = π_θ(a_t|s_t)/π_old(a_t|s_t), a_t ~ π_old.
+
+    Also unbiased for KL(π_old ‖ π_θ) (since E_old[r] = 1), and every sample is ≥ 0, so it
+    has lower variance than k1 (J. Schulman, "Approximating KL divergence", 2020).
+    """
+    log_ratio = logp - logp_old
+    return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
+
+
+def clip_fraction(logp: torch.Tensor, logp_old: torch.Tensor, eps: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The fraction of samples whose ratio r_t lies outside [1 − ε, 1 + ε]."""
+    return masked_mean(((torch.exp(logp - logp_old) - 1.0).abs() > eps).float(), mask)

@@ -23,7 +23,7 @@ from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, policy_gradient_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch, Collector
-from ppo_teach.training import TrainConfig, budget_field, build, fit_value, run
+from ppo_teach.training import TrainConfig, adam, budget_field, build, fit_value, run
 
 LEARNING_RATE = Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-2.")
 
@@ -78,8 +78,8 @@ def train(cfg: ReinforceConfig | None = None, progress: bool = True) -> History:
     """Train REINFORCE with the settings in ``cfg`` (defaults if None)."""
     cfg = cfg or ReinforceConfig()
     policy, value_fn = build(cfg)
-    policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    value_opt = torch.optim.Adam(value_fn.parameters(), lr=cfg.value_lr)
+    policy_opt = adam(policy.parameters(), cfg.lr)
+    value_opt = adam(value_fn.parameters(), cfg.value_lr)
     history = run(cfg, "reinforce", policy, lambda b: update(policy, value_fn, policy_opt, value_opt, b, cfg), progress)
     history.models = {"policy": policy, "value": value_fn}
     return history

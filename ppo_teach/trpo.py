@@ -33,7 +33,7 @@ from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, surrogate_advantage
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch, Collector
-from ppo_teach.training import TrainConfig, budget_field, build, fit_value, run
+from ppo_teach.training import TrainConfig, adam, budget_field, build, fit_value, run
 
 
 @dataclass
@@ -214,7 +214,7 @@ def train(cfg: TRPOConfig | None = None, progress: bool = True) -> History:
     """Train TRPO with the settings in ``cfg`` (defaults if None)."""
     cfg = cfg or TRPOConfig()
     policy, value_fn = build(cfg)
-    value_opt = torch.optim.Adam(value_fn.parameters(), lr=cfg.value_lr)
+    value_opt = adam(value_fn.parameters(), cfg.value_lr)
     history = run(cfg, "trpo", policy, lambda b: update(policy, value_fn, value_opt, b, cfg), progress)
     history.models = {"policy": policy, "value": value_fn}
     return history

@@ -1,0 +1,218 @@
+"""Proximal Policy Optimization (Schulman et al., 2017), with the implementation details that
+make it work, each a named option of ``PPOConfig`` that can be switched off:
+
+    vectorized environments         num_envs
+    GAE(λ), bootstrapped at truncation      lam
+    advantage normalization per minibatch   norm_adv
+    several epochs of shuffled minibatches  update_epochs, num_minibatches
+    the clipped surrogate           clip_eps (math.inf: no clipping)
+    a clipped value loss            clip_vloss
+    an entropy bonus                ent_coef
+    gradient-norm clipping          clip_grad_norm, max_grad_norm (the global norm of each network)
+    learning-rate annealing         anneal_lr
+    orthogonal initialization       orthogonal_init
+    early stop at a target KL       target_kl (None: off)
+
+``variant="kl_penalty"`` is the paper's second variant: no clipping, a penalty β·KL̄ whose
+coefficient β adapts to the measured KL (see ``kl``).
+
+The loss minimised on each minibatch is
+
+    −L^CLIP(θ) + c_V · L^V(φ) − c_H · H̄(π_θ)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import torch
+from torch.distributions import Categorical
+
+from ppo_teach.advantages import gae, whiten
+from ppo_teach.config import Bounds, bounded
+from ppo_teach.errors import ConfigError
+from ppo_teach.history import History
+from ppo_teach.kl import AdaptiveKLCoefficient
+from ppo_teach.losses import (
+    approx_kl_k1,
+    approx_kl_k3,
+    clip_fraction,
+    clipped_surrogate,
+    clipped_value_loss,
+    entropy_bonus,
+    mean_kl,
+    surrogate_advantage,
+    value_loss,
+)
+from ppo_teach.nets import CategoricalPolicy, ValueFunction
+from ppo_teach.rollout import Batch
+from ppo_teach.training import TrainConfig, adam, budget_field, build, run
+
+NON_NEGATIVE = Bounds(low=0.0, fix="use a non-negative coefficient.")
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    total_steps: int = budget_field(full=100_000, fast=8_000)
+    num_envs: int = bounded(8, Bounds(low=1, high=256, integer=True, fix="use between 1 and 256 parallel copies, e.g. 8."))
+    steps_per_env: int = bounded(125, Bounds(low=1, high=100_000, integer=True, fix="a batch needs at least one step per copy."))
+    variant: Literal["clip", "kl_penalty"] = "clip"
+    lr: float = bounded(1e-3, Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-3."))
+    anneal_lr: bool = True
+    lam: float = bounded(0.95, Bounds(low=0.0, high=1.0, fix="λ for GAE lies in [0, 1]; 0.95 is usual."))
+    update_epochs: int = bounded(20, Bounds(low=1, high=1_000, integer=True, fix="use at least one epoch, e.g. 10."))
+    num_minibatches: int = bounded(4, Bounds(low=1, integer=True, fix="use at least one minibatch, e.g. 4."))
+    norm_adv: bool = True
+    clip_eps: float = bounded(0.2, Bounds(low=0.0, low_open=True, allow_inf=True, fix="ε is usually 0.1–0.3; math.inf switches clipping off."))
+    clip_vloss: bool = False
+    ent_coef: float = bounded(0.0, NON_NEGATIVE)
+    vf_coef: float = bounded(0.5, NON_NEGATIVE)
+    clip_grad_norm: bool = True
+    max_grad_norm: float = bounded(0.5, Bounds(low=0.0, low_open=True, fix="use a positive norm such as 0.5."))
+    target_kl: float | None = None
+    kl_target: float = bounded(0.01, Bounds(low=0.0, low_open=True, fix="d_targ is a small positive KL such as 0.01."))
+    kl_beta_init: float = bounded(1.0, Bounds(low=0.0, low_open=True, fix="start β at a positive value such as 1."))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"PPOConfig.num_minibatches = {self.num_minibatches} does not divide the batch of "
+                f"num_envs × steps_per_env = {self.batch_size} steps. Fix: choose a divisor of "
+                f"{self.batch_size}, e.g. {_nearest_divisor(self.batch_size, self.num_minibatches)}."
+            )
+        if self.variant not in ("clip", "kl_penalty"):
+            raise ConfigError(f"PPOConfig.variant = {self.variant!r} is not known. Fix: use 'clip' or 'kl_penalty'.")
+        if self.target_kl is not None and not (isinstance(self.target_kl, (int, float)) and self.target_kl > 0):
+            raise ConfigError(f"PPOConfig.target_kl = {self.target_kl!r} must be a positive KL or None (off). Fix: e.g. 0.02.")
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+def _nearest_divisor(n: int, k: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - k))
+
+
+@dataclass
+class Flat:
+    """A batch flattened to (T·N, ...) rows, with what PPO needs for every row."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logp_old: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    values_old: torch.Tensor
+    old_logits: torch.Tensor | None = None  # π_old's logits, for the KL-penalty variant's exact KL
+
+    def rows(self, idx: torch.Tensor) -> Flat:
+        """The rows ``idx`` of every field: one minibatch."""
+        return Flat(*(None if v is None else v[idx] for v in (getattr(self, f.name) for f in fields(self))))
+
+
+@torch.no_grad()
+def prepare(batch: Batch, policy: CategoricalPolicy, value_fn: ValueFunction, cfg: PPOConfig) -> Flat:
+    """GAE(λ) advantages and value targets Ĝ_t = Â_t + V(s_t), flattened to one row per step."""
+    values, next_values = batch.values(value_fn)
+    advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.ends, cfg.gamma, cfg.lam)
+    obs = batch.obs.flatten(0, 1)
+    return Flat(
+        obs=obs,
+        actions=batch.actions.flatten(),
+        logp_old=batch.logp.flatten(),
+        advantages=advantages.flatten(),
+        returns=(advantages + values).flatten(),
+        values_old=values.flatten(),
+        old_logits=policy(obs).logits if cfg.variant == "kl_penalty" else None,
+    )
+
+
+def policy_objective(dist: Categorical, logp: torch.Tensor, mb: Flat, advantages: torch.Tensor, cfg: PPOConfig, beta: float) -> torch.Tensor:
+    """The policy part of the objective (to maximise): L^CLIP, or r·Â − β·KL̄ for the KL-penalty variant."""
+    if cfg.variant == "clip":
+        return clipped_surrogate(logp, mb.logp_old, advantages, cfg.clip_eps)
+    old = Categorical(logits=mb.old_logits, validate_args=False)
+    return surrogate_advantage(logp, mb.logp_old, advantages) - beta * mean_kl(old, dist)
+
+
+class PPO:
+    """The networks, optimizer and learning-rate schedule of one PPO run, and its update."""
+
+    def __init__(self, cfg: PPOConfig):
+        self.cfg = cfg
+        self.policy, self.value_fn = build(cfg)
+        self.networks = (self.policy, self.value_fn)
+        self.optimizer = adam([p for net in self.networks for p in net.parameters()], cfg.lr)
+        num_updates = math.ceil(cfg.total_steps / cfg.batch_size)
+        anneal = (lambda k: max(1.0 - k / num_updates, 0.0)) if cfg.anneal_lr else (lambda k: 1.0)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, anneal)
+        self.kl_coef = AdaptiveKLCoefficient(beta=cfg.kl_beta_init, target=cfg.kl_target)
+
+    def update(self, batch: Batch) -> dict[str, float | torch.Tensor]:
+        """``update_epochs`` passes over shuffled minibatches of ``batch``; returns the update's statistics."""
+        cfg = self.cfg
+        data = prepare(batch, self.policy, self.value_fn, cfg)
+        sums: dict[str, float] = {}
+        epochs_run, minibatches_run = 0, 0
+        for _ in range(cfg.update_epochs):
+            for idx in torch.randperm(len(data.actions)).split(cfg.minibatch_size):
+                stats = self._minibatch_step(data.rows(idx))
+                for key, value in stats.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                minibatches_run += 1
+            epochs_run += 1
+            if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
+                break
+        result: dict[str, float | torch.Tensor] = {k: v / minibatches_run for k, v in sums.items()}
+        with torch.no_grad():
+            logp_new = self.policy(data.obs).log_prob(data.actions)
+            values = self.value_fn(data.obs)
+        result["ratio"] = torch.exp(logp_new - data.logp_old)  # the distribution the update left behind
+        result["explained_variance"] = float(1.0 - (data.returns - values).var() / data.returns.var().clamp(min=1e-8))
+        result["epochs_run"] = epochs_run
+        result["lr"] = self.optimizer.param_groups[0]["lr"]
+        if cfg.variant == "kl_penalty":
+            result["kl_coef"] = self.kl_coef.beta
+            self.kl_coef.update(float(approx_kl_k3(logp_new, data.logp_old)))
+        self.schedule.step()
+        return result
+
+    def _minibatch_step(self, mb: Flat) -> dict[str, float]:
+        cfg = self.cfg
+        dist = self.policy(mb.obs)
+        logp = dist.log_prob(mb.actions)
+        advantages = whiten(mb.advantages) if cfg.norm_adv else mb.advantages
+        objective = policy_objective(dist, logp, mb, advantages, cfg, self.kl_coef.beta)
+        values = self.value_fn(mb.obs)
+        v_loss = clipped_value_loss(values, mb.values_old, mb.returns, cfg.clip_eps) if cfg.clip_vloss else value_loss(values, mb.returns)
+        entropy = entropy_bonus(dist.entropy())
+        loss = -objective + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+        self.optimizer.zero_grad()
+        loss.backward()
+        # Each network's gradient is clipped to its own global norm: with one norm over both, the
+        # value loss (returns of order 100) dominates it and clipping would shrink the policy's step.
+        max_norm = cfg.max_grad_norm if cfg.clip_grad_norm else math.inf
+        grad_norm, _ = (torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm) for net in self.networks)
+        self.optimizer.step()
+        with torch.no_grad():
+            return {
+                "policy_loss": float(-objective),
+                "value_loss": float(v_loss),
+                "entropy": float(entropy),
+                "approx_kl": float(approx_kl_k3(logp, mb.logp_old)),
+                "approx_kl_k1": float(approx_kl_k1(logp, mb.logp_old)),
+                "clip_fraction": float(clip_fraction(logp, mb.logp_old, cfg.clip_eps)),
+                "grad_norm": float(grad_norm),
+            }
+
+
+def train(cfg: PPOConfig | None = None, progress: bool = True) -> History:
+    """Train PPO with the settings in ``cfg`` (defaults if None)."""
+    cfg = cfg or PPOConfig()
+    agent = PPO(cfg)
+    history = run(cfg, "ppo", agent.policy, agent.update, progress)
+    history.models = {"policy": agent.policy, "value": agent.value_fn}
+    return history
