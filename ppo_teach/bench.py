@@ -17,8 +17,9 @@ import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ppo_teach import reinforce, trpo
+from ppo_teach import ppo, reinforce, trpo
 from ppo_teach.config import fast_mode
 from ppo_teach.errors import ConfigError
 from ppo_teach.history import History
@@ -27,6 +28,7 @@ from ppo_teach.training import TrainConfig
 ALGORITHMS: dict[str, tuple[type[TrainConfig], Callable[..., History]]] = {
     "reinforce": (reinforce.ReinforceConfig, reinforce.train),
     "trpo": (trpo.TRPOConfig, trpo.train),
+    "ppo": (ppo.PPOConfig, ppo.train),
 }
 
 
@@ -52,12 +54,37 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def solve(algo: str, seed: int) -> Result:
-    """Train ``algo`` with its default config on ``seed`` until solved or out of budget."""
+def solve(algo: str, seed: int, **overrides: Any) -> Result:
+    """Train ``algo`` with its default config (changed by ``overrides``) on ``seed`` until solved or out of budget."""
     config_cls, train = ALGORITHMS[algo]
-    history = train(config_cls(seed=seed, stop_when_solved=True), progress=False)
+    history = train(config_cls(seed=seed, stop_when_solved=True, **overrides), progress=False)
     wall = history.wall_s_to_solve if history.solved else history.train_wall_s
     return Result(algo, seed, history.steps_to_solve, round(wall, 2))
+
+
+def compare(algos: list[str], seeds: list[int], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """``solve`` every algorithm on every seed; ``on_result`` sees each result as it arrives."""
+    results = []
+    for algo in algos:
+        for seed in seeds:
+            results.append(solve(algo, seed))
+            if on_result:
+                on_result(results[-1])
+    return results
+
+
+def summary_table(results: list[Result]) -> str:
+    """One row per algorithm: seeds solved, median and worst steps to solve, median seconds."""
+    lines = [f"{'algorithm':<10} {'solved':>7} {'median steps':>13} {'worst steps':>12} {'median s':>9}"]
+    for algo in dict.fromkeys(r.algo for r in results):
+        rows = [r for r in results if r.algo == algo]
+        solved = [r.steps_to_solve for r in rows if r.steps_to_solve is not None]
+        worst = f"{max(solved):,}" if len(solved) == len(rows) else "unsolved"
+        lines.append(
+            f"{algo:<10} {len(solved):>3}/{len(rows):<3} {median_steps(rows):>13,.0f} {worst:>12} "
+            f"{statistics.median(r.wall_s for r in rows):>9.1f}"
+        )
+    return "\n".join(lines)
 
 
 def median_steps(results: list[Result]) -> float:
@@ -78,20 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     if fast_mode():
         print("note: PPO_TEACH_FAST=1 is set, so these are fast-mode budgets, not the benchmark's.", file=sys.stderr)
     algos = list(ALGORITHMS) if args.algo == "all" else [args.algo]
-    for algo in algos:
-        results = []
-        for seed in seeds:
-            result = solve(algo, seed)
-            results.append(result)
-            if args.json:
-                print(json.dumps(result.__dict__), flush=True)
-            else:
-                steps = f"{result.steps_to_solve:,} env steps" if result.steps_to_solve is not None else "not solved"
-                print(f"{algo:<10} seed {seed}: {steps:>18}, {result.wall_s:7.1f} s", flush=True)
-        if not args.json:
-            solved = sum(r.steps_to_solve is not None for r in results)
-            print(f"{algo:<10} median: {median_steps(results):,.0f} env steps to solve "
-                  f"({solved}/{len(results)} seeds solved), median {statistics.median(r.wall_s for r in results):.1f} s\n")
+
+    def report(result: Result) -> None:
+        if args.json:
+            print(json.dumps(result.__dict__), flush=True)
+        else:
+            steps = f"{result.steps_to_solve:,} env steps" if result.steps_to_solve is not None else "not solved"
+            print(f"{result.algo:<10} seed {result.seed}: {steps:>18}, {result.wall_s:7.1f} s", flush=True)
+
+    results = compare(algos, seeds, report)
+    if not args.json:
+        print("\n" + summary_table(results))
     return 0
 
 

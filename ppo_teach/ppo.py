@@ -47,7 +47,7 @@ from ppo_teach.losses import (
 )
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch
-from ppo_teach.training import TrainConfig, adam, budget_field, build, run
+from ppo_teach.training import Agent, TrainConfig, adam, budget_field, run
 
 NON_NEGATIVE = Bounds(low=0.0, fix="use a non-negative coefficient.")
 
@@ -138,12 +138,11 @@ def policy_objective(dist: Categorical, logp: torch.Tensor, mb: Flat, advantages
     return surrogate_advantage(logp, mb.logp_old, advantages) - beta * mean_kl(old, dist)
 
 
-class PPO:
-    """The networks, optimizer and learning-rate schedule of one PPO run, and its update."""
+class PPO(Agent):
+    """PPO's optimizer, learning-rate schedule and KL coefficient, and its update."""
 
     def __init__(self, cfg: PPOConfig):
-        self.cfg = cfg
-        self.policy, self.value_fn = build(cfg)
+        super().__init__(cfg)
         self.networks = (self.policy, self.value_fn)
         self.optimizer = adam([p for net in self.networks for p in net.parameters()], cfg.lr)
         num_updates = math.ceil(cfg.total_steps / cfg.batch_size)
@@ -211,8 +210,4 @@ class PPO:
 
 def train(cfg: PPOConfig | None = None, progress: bool = True) -> History:
     """Train PPO with the settings in ``cfg`` (defaults if None)."""
-    cfg = cfg or PPOConfig()
-    agent = PPO(cfg)
-    history = run(cfg, "ppo", agent.policy, agent.update, progress)
-    history.models = {"policy": agent.policy, "value": agent.value_fn}
-    return history
+    return run(cfg or PPOConfig(), "ppo", PPO, progress)

@@ -23,7 +23,7 @@ from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, policy_gradient_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch, Collector
-from ppo_teach.training import TrainConfig, adam, budget_field, build, fit_value, run
+from ppo_teach.training import Agent, TrainConfig, adam, budget_field, fit_value, run
 
 LEARNING_RATE = Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-2.")
 
@@ -48,41 +48,37 @@ def advantages_and_returns(batch: Batch, value_fn: ValueFunction, cfg: Reinforce
     return returns - values, returns
 
 
-def update(
-    policy: CategoricalPolicy,
-    value_fn: ValueFunction,
-    policy_opt: torch.optim.Optimizer,
-    value_opt: torch.optim.Optimizer,
-    batch: Batch,
-    cfg: ReinforceConfig,
-) -> dict[str, float]:
-    """One REINFORCE update on ``batch``; returns its statistics."""
-    advantages, returns = advantages_and_returns(batch, value_fn, cfg)
-    if cfg.normalize_advantages:
-        advantages = whiten(advantages)
-    dist = policy(batch.obs)
-    loss = policy_gradient_loss(dist.log_prob(batch.actions), advantages)
-    policy_opt.zero_grad()
-    loss.backward()
-    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in policy.parameters()])
-    policy_opt.step()
-    with torch.no_grad():
-        kl = mean_kl(dist, policy(batch.obs))
-    stats = {"policy_loss": float(loss.detach()), "entropy": float(dist.entropy().mean().detach()), "kl": float(kl), "grad_norm": float(grad_norm)}
-    if cfg.baseline:
-        stats["value_loss"] = fit_value(value_fn, value_opt, batch.obs, returns, cfg.value_iters)
-    return stats
+class Reinforce(Agent):
+    """REINFORCE's optimizers and its update."""
+
+    def __init__(self, cfg: ReinforceConfig):
+        super().__init__(cfg)
+        self.policy_opt = adam(self.policy.parameters(), cfg.lr)
+        self.value_opt = adam(self.value_fn.parameters(), cfg.value_lr)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One REINFORCE update on ``batch``; returns its statistics."""
+        cfg = self.cfg
+        advantages, returns = advantages_and_returns(batch, self.value_fn, cfg)
+        if cfg.normalize_advantages:
+            advantages = whiten(advantages)
+        dist = self.policy(batch.obs)
+        loss = policy_gradient_loss(dist.log_prob(batch.actions), advantages)
+        self.policy_opt.zero_grad()
+        loss.backward()
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.policy.parameters()])
+        self.policy_opt.step()
+        with torch.no_grad():
+            kl = mean_kl(dist, self.policy(batch.obs))
+        stats = {"policy_loss": float(loss.detach()), "entropy": float(dist.entropy().mean().detach()), "kl": float(kl), "grad_norm": float(grad_norm)}
+        if cfg.baseline:
+            stats["value_loss"] = fit_value(self.value_fn, self.value_opt, batch.obs, returns, cfg.value_iters)
+        return stats
 
 
 def train(cfg: ReinforceConfig | None = None, progress: bool = True) -> History:
     """Train REINFORCE with the settings in ``cfg`` (defaults if None)."""
-    cfg = cfg or ReinforceConfig()
-    policy, value_fn = build(cfg)
-    policy_opt = adam(policy.parameters(), cfg.lr)
-    value_opt = adam(value_fn.parameters(), cfg.value_lr)
-    history = run(cfg, "reinforce", policy, lambda b: update(policy, value_fn, policy_opt, value_opt, b, cfg), progress)
-    history.models = {"policy": policy, "value": value_fn}
-    return history
+    return run(cfg or ReinforceConfig(), "reinforce", Reinforce, progress)
 
 
 @dataclass

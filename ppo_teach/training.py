@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -81,6 +82,23 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, ValueFunction]:
     )
 
 
+class Agent(ABC):
+    """An algorithm as the training loop sees it: a policy that acts, a value function, and an
+    update that turns one batch of experience into new parameters and returns its statistics."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.policy, self.value_fn = build(cfg)
+
+    @abstractmethod
+    def update(self, batch: Batch) -> dict[str, float | torch.Tensor]:
+        """One update from ``batch``; the statistics to record."""
+
+    @property
+    def models(self) -> dict[str, torch.nn.Module]:
+        return {"policy": self.policy, "value": self.value_fn}
+
+
 def adam(params, lr: float) -> torch.optim.Adam:
     """Adam with its fused implementation: one kernel per step instead of a Python loop over
     parameter tensors, which is most of an optimizer step's cost for networks this small."""
@@ -97,20 +115,18 @@ def fit_value(value_fn: ValueFunction, optimizer: torch.optim.Optimizer, obs: to
     return float(loss.detach())
 
 
-def run(
-    cfg: TrainConfig,
-    algo: str,
-    policy: torch.nn.Module,
-    update: Callable[[Batch], dict[str, float]],
-    progress: bool = True,
-) -> History:
-    """The training loop shared by every algorithm; ``update`` turns one batch into new parameters
-    and returns that update's statistics."""
+def run(cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent], progress: bool = True) -> History:
+    """The training loop shared by every algorithm: ``make_agent(cfg)`` builds the networks and
+    optimizers, then batches are collected and handed to ``agent.update`` until the budget ends."""
     history = History(algo=algo, seed=cfg.seed, config=dataclasses.asdict(cfg))
+    # One thread for the whole run, network initialisation included: the networks are tiny, so
+    # more threads only add overhead, and the same seed then gives the same curve on any machine.
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: more threads only add synchronisation overhead
+    torch.set_num_threads(1)
+    agent = make_agent(cfg)
+    history.models = agent.models
     env = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed)
-    collector = Collector(env, policy, cfg.seed)
+    collector = Collector(env, agent.policy, cfg.seed)
     history.episodes = collector.episodes
     next_eval = cfg.eval_every
     bar = tqdm(total=cfg.total_steps, desc=algo, disable=not progress, leave=False)
@@ -118,7 +134,7 @@ def run(
         while collector.global_step < cfg.total_steps:
             start = time.perf_counter()
             batch = collector.collect(cfg.steps_per_env)
-            stats = update(batch)
+            stats = agent.update(batch)
             history.train_wall_s += time.perf_counter() - start
             for name, value in stats.items():
                 check_finite(name, value, update=len(history.updates) + 1, last_stats=history.last_stats())
@@ -126,7 +142,7 @@ def run(
             bar.update(batch.num_steps)
             if collector.global_step >= next_eval:
                 next_eval = (collector.global_step // cfg.eval_every + 1) * cfg.eval_every
-                _evaluate(cfg, policy, collector.global_step, history)
+                _evaluate(cfg, agent.policy, collector.global_step, history)
                 bar.set_postfix(greedy_return=f"{history.eval_returns[-1]:.0f}")
                 if history.solved and cfg.stop_when_solved:
                     break

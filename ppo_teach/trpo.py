@@ -17,7 +17,6 @@ parameters are kept.  The value function is fitted separately; advantages come f
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, surrogate_advantage
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch, Collector
-from ppo_teach.training import TrainConfig, adam, budget_field, build, fit_value, run
+from ppo_teach.training import Agent, TrainConfig, adam, budget_field, fit_value, run
 
 
 @dataclass
@@ -190,34 +189,39 @@ def advantages_and_returns(batch: Batch, value_fn: ValueFunction, gamma: float, 
     return advantages, advantages + values
 
 
-def update(policy: CategoricalPolicy, value_fn: ValueFunction, value_opt: torch.optim.Optimizer, batch: Batch, cfg: TRPOConfig) -> dict[str, float]:
-    """One TRPO update on ``batch``: natural-gradient direction, step to the trust-region boundary,
-    line search on the exact KL, then value regression.  Returns the update's statistics."""
-    advantages, returns = advantages_and_returns(batch, value_fn, cfg.gamma, cfg.lam)
-    problem = TrustRegionProblem(policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten())
-    direction = problem.natural_gradient(cfg.damping, cfg.cg_iters)
-    full_step = direction.full_step(cfg.max_kl)
-    search = problem.line_search(full_step, cfg.max_kl, cfg.backtrack_ratio, cfg.max_backtracks)
-    return {
-        "kl": search.kl,
-        "surrogate_improvement": search.improvement,
-        "expected_improvement": float(direction.g @ full_step),
-        "backtracks": search.backtracks,
-        "accepted": float(search.accepted),
-        "step_norm": float(full_step.norm()) * (cfg.backtrack_ratio**search.backtracks if search.accepted else 0.0),
-        "entropy": float(problem.old_dist.entropy().mean()),
-        "value_loss": fit_value(value_fn, value_opt, batch.obs, returns, cfg.value_iters),
-    }
+class TRPO(Agent):
+    """TRPO's value optimizer and its update."""
+
+    def __init__(self, cfg: TRPOConfig):
+        super().__init__(cfg)
+        self.value_opt = adam(self.value_fn.parameters(), cfg.value_lr)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One TRPO update on ``batch``: natural-gradient direction, step to the trust-region
+        boundary, line search on the exact KL, then value regression.  Returns its statistics."""
+        cfg = self.cfg
+        advantages, returns = advantages_and_returns(batch, self.value_fn, cfg.gamma, cfg.lam)
+        problem = TrustRegionProblem(
+            self.policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten()
+        )
+        direction = problem.natural_gradient(cfg.damping, cfg.cg_iters)
+        full_step = direction.full_step(cfg.max_kl)
+        search = problem.line_search(full_step, cfg.max_kl, cfg.backtrack_ratio, cfg.max_backtracks)
+        return {
+            "kl": search.kl,
+            "surrogate_improvement": search.improvement,
+            "expected_improvement": float(direction.g @ full_step),
+            "backtracks": search.backtracks,
+            "accepted": float(search.accepted),
+            "step_norm": float(full_step.norm()) * (cfg.backtrack_ratio**search.backtracks if search.accepted else 0.0),
+            "entropy": float(problem.old_dist.entropy().mean()),
+            "value_loss": fit_value(self.value_fn, self.value_opt, batch.obs, returns, cfg.value_iters),
+        }
 
 
 def train(cfg: TRPOConfig | None = None, progress: bool = True) -> History:
     """Train TRPO with the settings in ``cfg`` (defaults if None)."""
-    cfg = cfg or TRPOConfig()
-    policy, value_fn = build(cfg)
-    value_opt = adam(value_fn.parameters(), cfg.value_lr)
-    history = run(cfg, "trpo", policy, lambda b: update(policy, value_fn, value_opt, b, cfg), progress)
-    history.models = {"policy": policy, "value": value_fn}
-    return history
+    return run(cfg or TRPOConfig(), "trpo", TRPO, progress)
 
 
 # --------------------------------------------------------------------------------------

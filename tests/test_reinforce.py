@@ -23,6 +23,15 @@ def test_same_seed_same_curve():
     assert a.episodes.returns != c.episodes.returns
 
 
+def test_same_seed_same_curve_whatever_the_callers_thread_count():
+    torch.set_num_threads(2)
+    a = reinforce.train(ReinforceConfig(seed=5, **SMALL), progress=False)
+    torch.set_num_threads(1)
+    b = reinforce.train(ReinforceConfig(seed=5, **SMALL), progress=False)
+    assert a.updates == b.updates
+    assert torch.get_num_threads() == 1  # the caller's setting is restored
+
+
 def test_history_records_each_update_and_evaluation(tmp_path):
     h = reinforce.train(ReinforceConfig(seed=0, **SMALL), progress=False)
     assert len(h.updates) == 4 and h.updates[-1]["step"] == 2_000
