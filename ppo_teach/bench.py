@@ -73,6 +73,17 @@ def compare(algos: list[str], seeds: list[int], on_result: Callable[[Result], No
     return results
 
 
+def ablation(seeds: list[int], on_result: Callable[[str, Result], None] | None = None) -> dict[str, list[Result]]:
+    """PPO with each entry of ``ppo.ABLATIONS`` applied in turn, solved on every seed."""
+    table: dict[str, list[Result]] = {}
+    for name, overrides in ppo.ABLATIONS.items():
+        for seed in seeds:
+            table.setdefault(name, []).append(solve("ppo", seed, **overrides))
+            if on_result:
+                on_result(name, table[name][-1])
+    return table
+
+
 def summary_table(results: list[Result]) -> str:
     """One row per algorithm: seeds solved, median and worst steps to solve, median seconds."""
     lines = [f"{'algorithm':<10} {'solved':>7} {'median steps':>13} {'worst steps':>12} {'median s':>9}"]

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -141,8 +142,6 @@ def validate(config: Any) -> None:
 
 def check_env_id(env_id: str) -> None:
     """Reject an environment id Gymnasium does not know, suggesting the nearest known ids."""
-    import gymnasium as gym
-
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(str(env_id), list(gym.registry), n=3, cutoff=0.5)

@@ -2,13 +2,18 @@
 numbers it drew, so tests can check a plot's content without looking at pixels."""
 from __future__ import annotations
 
+import math
+import math
 import warnings
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
+from ppo_teach.advantages import gae
 from ppo_teach.history import History
+from ppo_teach.losses import clipped_surrogate
 
 
 def _axes(ax: plt.Axes | None, figsize: tuple[float, float] = (6.4, 3.6)) -> plt.Axes:
@@ -137,3 +142,69 @@ def update_stat(histories: Sequence[History], key: str, ax: plt.Axes | None = No
         ax.axhline(bound, color="grey", ls="--", lw=1, label=f"bound {bound:g}")
     ax.set(xlabel="environment steps", ylabel=label or key)
     ax.legend(fontsize="small")
+
+
+def clip_objective(eps: float, advantage: float = 1.0, ax: plt.Axes | None = None) -> dict[str, np.ndarray]:
+    """L^CLIP for one sample as a function of the ratio r, drawn from the package's own
+    ``clipped_surrogate``, beside the unclipped r·Â; where autograd finds ∂L/∂r = 0 is shaded.
+    Returns {"r", "clipped", "unclipped", "grad"}."""
+    ax = _axes(ax, (6.4, 3.6))
+    r = torch.linspace(0.01, 2.5, 500, dtype=torch.float64, requires_grad=True)
+    adv = torch.full_like(r, advantage)
+    per_sample = torch.stack([clipped_surrogate(torch.log(r[i : i + 1]), torch.zeros(1, dtype=torch.float64), adv[i : i + 1], eps) for i in range(len(r))])
+    (grad,) = torch.autograd.grad(per_sample.sum(), r)
+    r_np, clipped, g = r.detach().numpy(), per_sample.detach().numpy(), grad.numpy()
+    ax.plot(r_np, r_np * advantage, color="grey", ls="--", lw=1, label="unclipped r·Â")
+    ax.plot(r_np, clipped, color="C0", lw=2, label="L^CLIP = min(r·Â, clip(r, 1−ε, 1+ε)·Â)")
+    ax.fill_between(r_np, *ax.get_ylim(), where=g == 0, color="C3", alpha=0.15, label="∂L/∂r = 0: no gradient")
+    ax.axvline(1, color="k", lw=0.5)
+    ax.set(xlabel="probability ratio r = π_θ(a|s) / π_θold(a|s)", ylabel="objective",
+           title=f"Â {'> 0' if advantage > 0 else '< 0'}, ε = {eps:.2f}: clipped range [{1 - eps:.2f}, {1 + eps:.2f}]")
+    ax.legend(fontsize="small", loc="upper left" if advantage > 0 else "lower left")
+    return {"r": r_np, "clipped": clipped, "unclipped": r_np * advantage, "grad": g}
+
+
+def gae_lambda(episode, value_fn, gamma: float, lam: float, ax: plt.Axes | None = None) -> np.ndarray:
+    """GAE(λ) advantages along one recorded episode, between the TD(0) (λ = 0) and Monte-Carlo
+    (λ = 1) extremes.  Returns the advantages for ``lam``."""
+    ax = _axes(ax, (7.5, 3.6))
+    values, next_values = episode.values(value_fn)
+    args = (episode.rewards, values, next_values, episode.terminated, episode.ends, gamma)
+    steps = np.arange(len(episode.rewards))
+    for extreme, style in ((0.0, ":"), (1.0, "--")):
+        ax.plot(steps, gae(*args, extreme)[:, 0].numpy(), ls=style, color="grey", lw=1, label=f"λ = {extreme:g}")
+    adv = gae(*args, lam)[:, 0].numpy()
+    ax.plot(steps, adv, color="C0", lw=2, label=f"λ = {lam:.2f}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="step t of the episode", ylabel="advantage Â_t", title=f"GAE(λ) along one episode of {len(steps)} steps")
+    ax.legend(fontsize="small")
+    return adv
+
+
+def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> dict[str, np.ndarray]:
+    """Four panels of one PPO run: training returns, clip fraction, approximate KL (k3 and k1),
+    and the ratio distribution after the first and the last update.  Returns the drawn series."""
+    axes = axes if axes is not None else plt.subplots(1, 4, figsize=(17, 3.4))[1]
+    axes[0].plot(history.episodes.steps, history.episodes.returns, ".", ms=3, alpha=0.5)
+    axes[0].set(xlabel="environment steps", ylabel="episode return", title="training episodes")
+    steps, clip = history.series("clip_fraction")
+    axes[1].plot(steps, clip, ".-")
+    axes[1].set(xlabel="environment steps", ylabel="fraction of ratios clipped", title="clip fraction")
+    _, k3 = history.series("approx_kl")
+    _, k1 = history.series("approx_kl_k1")
+    axes[2].plot(steps, k3, ".-", label="k3 = (r − 1) − log r")
+    axes[2].plot(steps, k1, ".-", alpha=0.6, label="k1 = −log r")
+    axes[2].set(xlabel="environment steps", ylabel="KL(π_old ‖ π_new) estimate", title="approximate KL per update")
+    axes[2].legend(fontsize="small")
+    ratios = history.distributions.get("ratio", [])
+    if ratios:
+        bins = np.linspace(0, 2.5, 60)
+        axes[3].hist(np.clip(ratios[0], 0, 2.5), bins=bins, alpha=0.6, label="first update")
+        axes[3].hist(np.clip(ratios[-1], 0, 2.5), bins=bins, alpha=0.6, label="last update")
+        eps = history.config.get("clip_eps", math.inf)
+        if math.isfinite(eps) and history.config.get("variant") == "clip":
+            for edge in (1 - eps, 1 + eps):
+                axes[3].axvline(edge, color="k", ls="--", lw=1)
+        axes[3].set(xlabel="ratio r after the update (clipped to 2.5 for display)", ylabel="samples", title="ratio distribution", yscale="log")
+        axes[3].legend(fontsize="small")
+    return {"clip_fraction": clip, "approx_kl": k3, "approx_kl_k1": k1}

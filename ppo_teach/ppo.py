@@ -93,7 +93,7 @@ class PPOConfig(TrainConfig):
 
 
 def _nearest_divisor(n: int, k: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - k))
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), -d))
 
 
 @dataclass
@@ -211,3 +211,41 @@ class PPO(Agent):
 def train(cfg: PPOConfig | None = None, progress: bool = True) -> History:
     """Train PPO with the settings in ``cfg`` (defaults if None)."""
     return run(cfg or PPOConfig(), "ppo", PPO, progress)
+
+
+LAB_VARIANTS = {"clip": {}, "no clipping (ε = ∞)": {"clip_eps": math.inf}, "adaptive KL penalty": {"variant": "kl_penalty"}}
+
+
+def lab_config(
+    clip_eps: float = 0.2,
+    update_epochs: int = 20,
+    lr: float = 1e-3,
+    num_minibatches: int = 4,
+    variant: str = "clip",
+    seed: int = 0,
+    total_steps: int = 20_000,
+) -> PPOConfig:
+    """The config behind notebook 04's lab sliders; ``variant`` is one of ``LAB_VARIANTS``."""
+    if variant not in LAB_VARIANTS:
+        raise ConfigError(f"variant = {variant!r} is not one of the lab's: {', '.join(map(repr, LAB_VARIANTS))}.")
+    settings = dict(clip_eps=clip_eps, update_epochs=update_epochs, lr=lr, num_minibatches=num_minibatches, seed=seed, total_steps=total_steps)
+    return PPOConfig(**{**settings, **LAB_VARIANTS[variant]})
+
+
+# Each implementation detail changed in turn from the defaults: switched off where the default
+# has it on, switched on where the default leaves it off (value clipping, entropy, target KL).
+ABLATIONS: dict[str, dict[str, object]] = {
+    "defaults": {},
+    "one environment (1 × 1000 steps)": {"num_envs": 1, "steps_per_env": 1_000},
+    "no GAE (λ = 1, Monte Carlo)": {"lam": 1.0},
+    "no advantage normalization": {"norm_adv": False},
+    "one epoch per batch": {"update_epochs": 1},
+    "one minibatch (the whole batch)": {"num_minibatches": 1},
+    "no ratio clipping (ε = ∞)": {"clip_eps": math.inf},
+    "no gradient-norm clipping": {"clip_grad_norm": False},
+    "no learning-rate annealing": {"anneal_lr": False},
+    "no orthogonal initialization": {"orthogonal_init": False},
+    "value clipping on": {"clip_vloss": True},
+    "entropy bonus on (c_H = 0.01)": {"ent_coef": 0.01},
+    "early stop at target KL 0.01": {"target_kl": 0.01},
+}

@@ -106,3 +106,15 @@ class Collector:
             self.episodes.lengths.append(int(self._ep_length[i]))
         self._ep_return[done] = 0.0
         self._ep_length[done] = 0
+
+
+def record_episode(env: gym.vector.VectorEnv, policy: torch.nn.Module, seed: int, max_steps: int = 1_000) -> Batch:
+    """The first complete episode of a single-copy vector environment, as a batch of shape (T, 1)."""
+    if env.num_envs != 1:
+        raise ValueError(f"record_episode needs a single-copy environment, got num_envs = {env.num_envs}.")
+    batch = Collector(env, policy, seed).collect(max_steps)
+    ends = torch.nonzero(batch.ends[:, 0])
+    if len(ends) == 0:
+        raise ValueError(f"no episode ended within {max_steps} steps. Fix: raise max_steps.")
+    last = int(ends[0]) + 1
+    return Batch(*(getattr(batch, f)[:last] for f in ("obs", "actions", "logp", "rewards", "terminated", "ends", "next_obs")))

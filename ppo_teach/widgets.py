@@ -11,8 +11,10 @@ from typing import Any
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
+from IPython.display import clear_output
 
-from ppo_teach import plots
+from ppo_teach import plots, ppo
+from ppo_teach.rollout import Batch
 
 
 def explorer(draw: Callable[..., Any], controls: dict[str, w.Widget]) -> w.VBox:
@@ -36,3 +38,41 @@ def trust_region_explorer(lab) -> w.VBox:
     ``trpo.StepSizeLab``."""
     delta = w.FloatLogSlider(value=0.01, base=10, min=-4, max=1, step=0.1, readout_format=".4f", description="δ")
     return explorer(lambda max_kl: plots.line_search(lab.trpo_search(max_kl), max_kl), {"max_kl": delta})
+
+
+def clip_explorer() -> w.VBox:
+    """An ε slider and the sign of Â over L^CLIP(r) (notebook 03)."""
+    eps = w.FloatSlider(value=0.2, min=0.05, max=0.8, step=0.05, description="ε")
+    sign = w.ToggleButtons(options=[("Â > 0", 1.0), ("Â < 0", -1.0)], value=1.0, description="advantage")
+    return explorer(lambda eps, advantage: plots.clip_objective(eps, advantage), {"eps": eps, "advantage": sign})
+
+
+def gae_explorer(episode: Batch, value_fn: Any, gamma: float) -> w.VBox:
+    """A λ slider over GAE(λ) on one recorded episode (notebook 03)."""
+    lam = w.FloatSlider(value=0.95, min=0.0, max=1.0, step=0.01, description="λ")
+    return explorer(lambda lam: plots.gae_lambda(episode, value_fn, gamma, lam), {"lam": lam})
+
+
+def ppo_lab(seed: int = 0, total_steps: int = 20_000) -> w.VBox:
+    """Sliders for ε, epochs, learning rate and minibatches, a choice of variant, and a button that
+    trains PPO briefly and draws ``plots.ppo_dashboard`` (notebook 04)."""
+    controls = {
+        "clip_eps": w.FloatSlider(value=0.2, min=0.05, max=1.0, step=0.05, description="ε"),
+        "update_epochs": w.IntSlider(value=20, min=1, max=40, description="epochs"),
+        "lr": w.FloatLogSlider(value=1e-3, base=10, min=-4, max=-1.5, step=0.25, readout_format=".1e", description="lr"),
+        "num_minibatches": w.Dropdown(options=[1, 2, 4, 8, 20, 40], value=4, description="minibatches"),
+        "variant": w.Dropdown(options=list(ppo.LAB_VARIANTS), value="clip", description="variant"),
+    }
+    button = w.Button(description=f"train {total_steps:,} steps", button_style="primary")
+    out = w.Output()
+
+    def train(_: Any) -> None:
+        with out:
+            clear_output(wait=True)
+            cfg = ppo.lab_config(**{k: c.value for k, c in controls.items()}, seed=seed, total_steps=total_steps)
+            plots.ppo_dashboard(ppo.train(cfg))
+            plt.tight_layout()
+            plt.show()
+
+    button.on_click(train)
+    return w.VBox([w.HBox(list(controls.values())[:3]), w.HBox([*list(controls.values())[3:], button]), out])

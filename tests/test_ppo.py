@@ -1,0 +1,182 @@
+"""PPO: the clipped surrogate's six cases, KL estimators, the adaptive KL coefficient, config
+errors, the update's statistics, the widgets' functions, and the full-budget solve claim."""
+import math
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Categorical
+
+from ppo_teach import plots, ppo
+from ppo_teach.envs import make_vec_env
+from ppo_teach.errors import ConfigError
+from ppo_teach.kl import AdaptiveKLCoefficient
+from ppo_teach.losses import approx_kl_k1, approx_kl_k3, clip_fraction, clipped_surrogate, clipped_value_loss
+from ppo_teach.nets import CategoricalPolicy, ValueFunction
+from ppo_teach.ppo import PPOConfig
+from ppo_teach.rollout import record_episode
+
+EPS = 0.2
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "advantage, ratio, value, grad",
+    [
+        # Â > 0: below and inside the range the unclipped term r·Â is the min; above 1 + ε the
+        # clipped (constant) term is, and the gradient vanishes.
+        (1.0, 0.5, 0.5, 1.0),
+        (1.0, 1.1, 1.1, 1.0),
+        (1.0, 1.5, 1.0 + EPS, 0.0),
+        # Â < 0: below 1 − ε the clipped term is the min and the gradient vanishes; inside and
+        # above, the unclipped term is, and the gradient is Â.
+        (-1.0, 0.5, -(1.0 - EPS), 0.0),
+        (-1.0, 0.9, -0.9, -1.0),
+        (-1.0, 1.5, -1.5, -1.0),
+    ],
+)
+def test_clipped_surrogate_matches_the_papers_six_cases(advantage, ratio, value, grad):
+    r = torch.tensor([ratio], dtype=torch.float64, requires_grad=True)
+    objective = clipped_surrogate(torch.log(r), torch.zeros(1, dtype=torch.float64), torch.tensor([advantage], dtype=torch.float64), EPS)
+    objective.backward()
+    assert objective.item() == pytest.approx(value)
+    assert r.grad.item() == grad  # exactly zero where the clipped term is active
+
+
+def test_clipped_surrogate_with_infinite_eps_is_the_unclipped_surrogate():
+    logp, logp_old, adv = torch.randn(50), torch.randn(50), torch.randn(50)
+    assert torch.allclose(clipped_surrogate(logp, logp_old, adv, math.inf), (torch.exp(logp - logp_old) * adv).mean())
+
+
+def test_clipped_surrogate_takes_any_shape_and_a_mask():
+    logp, logp_old, adv = torch.randn(3, 4, 5), torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    mask = torch.rand(3, 4, 5) > 0.5
+    expected = clipped_surrogate(logp[mask], logp_old[mask], adv[mask], EPS)
+    assert torch.allclose(clipped_surrogate(logp, logp_old, adv, EPS, mask), expected)
+
+
+def test_clip_fraction_counts_ratios_outside_the_range():
+    r = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.3])
+    assert clip_fraction(torch.log(r), torch.zeros(5), EPS).item() == pytest.approx(2 / 5)
+
+
+def test_clipped_value_loss_is_pessimistic():
+    # V moved from 0 to 1 towards a target of 2 with ε = 0.2: the clipped prediction 0.2 is further
+    # from the target, so its larger loss (1.8² = 3.24) is used, and it has no gradient in V.
+    values = torch.tensor([1.0], requires_grad=True)
+    loss = clipped_value_loss(values, torch.tensor([0.0]), torch.tensor([2.0]), EPS)
+    loss.backward()
+    assert loss.item() == pytest.approx(3.24) and values.grad.item() == 0.0
+
+
+def test_k1_and_k3_estimate_the_exact_kl_in_expectation():
+    torch.manual_seed(0)
+    old, new = Categorical(probs=torch.tensor([0.5, 0.3, 0.2])), Categorical(probs=torch.tensor([0.3, 0.3, 0.4]))
+    exact = torch.distributions.kl_divergence(old, new).item()
+    actions = old.sample((400_000,))
+    logp_old, logp_new = old.log_prob(actions), new.log_prob(actions)
+    assert approx_kl_k1(logp_new, logp_old).item() == pytest.approx(exact, rel=0.03)
+    assert approx_kl_k3(logp_new, logp_old).item() == pytest.approx(exact, rel=0.03)
+    # k3's samples are never negative, and vary less than k1's.
+    k1_samples, log_ratio = logp_old - logp_new, logp_new - logp_old
+    k3_samples = torch.expm1(log_ratio) - log_ratio
+    assert (k3_samples >= 0).all() and (k1_samples < 0).any()
+    assert k3_samples.var() < k1_samples.var()
+
+
+@pytest.mark.parametrize("measured, expected_beta", [(0.001, 0.5), (0.01, 1.0), (0.014, 1.0), (0.02, 2.0)])
+def test_adaptive_kl_coefficient_moves_the_right_way(measured, expected_beta):
+    assert AdaptiveKLCoefficient(beta=1.0, target=0.01).update(measured) == expected_beta
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        ({"clip_eps": 0.0}, ["PPOConfig.clip_eps = 0.0", "0 < clip_eps", "math.inf"]),
+        ({"clip_eps": -0.1}, ["clip_eps"]),
+        ({"update_epochs": 0}, ["PPOConfig.update_epochs = 0", "1 ≤ update_epochs"]),
+        ({"num_minibatches": 3}, ["num_minibatches = 3 does not divide", "1000", "e.g. 4"]),
+        ({"lam": 1.5}, ["PPOConfig.lam = 1.5", "0 ≤ lam ≤ 1"]),
+        ({"lam": -0.1}, ["lam"]),
+        ({"variant": "adaptive"}, ["'clip' or 'kl_penalty'"]),
+        ({"target_kl": -1.0}, ["target_kl", "None"]),
+        ({"max_grad_norm": 0.0}, ["max_grad_norm"]),
+    ],
+)
+def test_bad_config_values_give_clear_errors(overrides, words):
+    with pytest.raises(ConfigError) as err:
+        PPOConfig(**overrides)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_no_clipping_is_a_valid_setting():
+    assert PPOConfig(clip_eps=math.inf).clip_eps == math.inf
+
+
+SHORT = dict(total_steps=2_000, eval_every=1_000, eval_episodes=2)
+
+
+def test_an_update_records_what_the_lab_shows():
+    h = ppo.train(PPOConfig(seed=0, **SHORT), progress=False)
+    u = h.updates[0]
+    for key in ("clip_fraction", "approx_kl", "approx_kl_k1", "entropy", "value_loss", "explained_variance", "policy_loss", "lr"):
+        assert key in u and math.isfinite(u[key])
+    assert 0 <= u["clip_fraction"] <= 1 and u["approx_kl"] >= 0
+    assert len(h.distributions["ratio"]) == 2 and len(h.distributions["ratio"][0]) == 1_000
+    assert h.updates[1]["lr"] < h.updates[0]["lr"]  # annealed
+
+
+def test_early_stop_at_the_target_kl():
+    h = ppo.train(PPOConfig(seed=0, target_kl=1e-9, **SHORT), progress=False)
+    assert all(u["epochs_run"] == 1 for u in h.updates)
+
+
+def test_kl_penalty_variant_adapts_beta():
+    h = ppo.train(PPOConfig(seed=0, variant="kl_penalty", **SHORT), progress=False)
+    assert h.updates[0]["kl_coef"] == 1.0 and h.updates[1]["kl_coef"] in (0.5, 1.0, 2.0)
+
+
+def test_clip_explorer_function_follows_its_sliders():
+    wide, narrow = plots.clip_objective(0.3, 1.0), plots.clip_objective(0.1, 1.0)
+    negative = plots.clip_objective(0.3, -1.0)
+    assert wide["clipped"].max() == pytest.approx(1.3) and narrow["clipped"].max() == pytest.approx(1.1)
+    # Â > 0: no gradient above 1 + ε; Â < 0: none below 1 − ε.
+    assert np.all(wide["grad"][wide["r"] > 1.31] == 0) and np.allclose(wide["grad"][wide["r"] < 1.29], 1)
+    assert np.all(negative["grad"][negative["r"] < 0.69] == 0) and np.allclose(negative["grad"][negative["r"] > 0.71], -1)
+
+
+def test_gae_explorer_function_follows_its_slider():
+    torch.manual_seed(0)
+    episode = record_episode(make_vec_env("CartPole-v1", 1, 0), CategoricalPolicy(4, 2), seed=0)
+    value_fn = ValueFunction(4)
+    assert episode.ends[-1, 0] and not episode.ends[:-1].any()
+    td, mc, mid = (plots.gae_lambda(episode, value_fn, 0.99, lam) for lam in (0.0, 1.0, 0.5))
+    assert not np.allclose(td, mc) and not np.allclose(mid, td) and not np.allclose(mid, mc)
+
+
+def test_lab_function_follows_its_sliders():
+    clipped = ppo.train(ppo.lab_config(clip_eps=0.05, total_steps=2_000), progress=False)
+    unclipped = ppo.train(ppo.lab_config(variant="no clipping (ε = ∞)", total_steps=2_000), progress=False)
+    drawn_clipped, drawn_unclipped = plots.ppo_dashboard(clipped), plots.ppo_dashboard(unclipped)
+    assert drawn_clipped["clip_fraction"].mean() > 0 and drawn_unclipped["clip_fraction"].max() == 0
+    with pytest.raises(ConfigError, match="lab's"):
+        ppo.lab_config(variant="trpo")
+
+
+@pytest.mark.slow
+def test_ppo_solves_cartpole_on_5_seeds_within_the_benchmark_limits(full_mode):
+    histories = [ppo.train(PPOConfig(seed=s, stop_when_solved=True), progress=False) for s in range(5)]
+    steps = [h.steps_to_solve for h in histories]
+    assert all(s is not None and s <= 50_000 for s in steps), steps
+    assert statistics.median(steps) <= 15_000, steps
