@@ -84,23 +84,30 @@ def ablation(seeds: list[int], on_result: Callable[[str, Result], None] | None =
     return table
 
 
-def summary_table(results: list[Result]) -> str:
-    """One row per algorithm: seeds solved, median and worst steps to solve, median seconds."""
-    lines = [f"{'algorithm':<10} {'solved':>7} {'median steps':>13} {'worst steps':>12} {'median s':>9}"]
-    for algo in dict.fromkeys(r.algo for r in results):
-        rows = [r for r in results if r.algo == algo]
-        solved = [r.steps_to_solve for r in rows if r.steps_to_solve is not None]
-        worst = f"{max(solved):,}" if len(solved) == len(rows) else "unsolved"
-        lines.append(
-            f"{algo:<10} {len(solved):>3}/{len(rows):<3} {median_steps(rows):>13,.0f} {worst:>12} "
-            f"{statistics.median(r.wall_s for r in rows):>9.1f}"
-        )
-    return "\n".join(lines)
-
-
 def median_steps(results: list[Result]) -> float:
     """Median steps to solve, an unsolved seed counting as worse than every solved one."""
     return statistics.median(r.steps_to_solve if r.steps_to_solve is not None else float("inf") for r in results)
+
+
+def by_algorithm(results: list[Result]) -> dict[str, list[Result]]:
+    """Results grouped by algorithm, in the order they first appear."""
+    return {algo: [r for r in results if r.algo == algo] for algo in dict.fromkeys(r.algo for r in results)}
+
+
+def summary_table(groups: dict[str, list[Result]]) -> str:
+    """One row per group (an algorithm, or an ablation): seeds solved, median and worst steps to
+    solve (an unsolved seed counts as worse than any solved one), median seconds."""
+    width = max(10, *(len(label) for label in groups))
+    lines = [f"{'':<{width}} {'solved':>7} {'median steps':>13} {'worst steps':>12} {'median s':>9}"]
+    for label, rows in groups.items():
+        solved = [r.steps_to_solve for r in rows if r.steps_to_solve is not None]
+        worst = f"{max(solved):,}" if len(solved) == len(rows) else "unsolved"
+        median = median_steps(rows)
+        lines.append(
+            f"{label:<{width}} {len(solved):>3}/{len(rows):<3} {'unsolved' if median == float('inf') else f'{median:,.0f}':>13} "
+            f"{worst:>12} {statistics.median(r.wall_s for r in rows):>9.1f}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = compare(algos, seeds, report)
     if not args.json:
-        print("\n" + summary_table(results))
+        print("\n" + summary_table(by_algorithm(results)))
     return 0
 
 

@@ -44,6 +44,10 @@ NOTEBOOKS = [
              "CartPole as an MDP, the log-derivative trick, reward-to-go, a learned baseline and the variance it removes, learning curves over seeds."),
     Notebook("02_trpo.ipynb", "TRPO",
              "A measured collapse after one large step, KL between policies, the natural gradient, Fisher-vector products, conjugate gradient, the KL line search, TRPO solving CartPole."),
+    Notebook("03_ppo.ipynb", "PPO",
+             "The probability ratio, the clipped surrogate (clip explorer), GAE(λ) (GAE explorer), the full algorithm, PPO solving CartPole, REINFORCE vs TRPO vs PPO."),
+    Notebook("04_ppo_lab.ipynb", "The PPO lab",
+             "Clip fraction, approximate KL and ratio histograms under your settings, PPO without clipping, the adaptive-KL variant, ablations of the implementation details."),
 ]
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ppo_teach import advantages, trpo
+from ppo_teach import advantages, losses, trpo
 from ppo_teach.show import Source, show
 
 
@@ -212,10 +212,63 @@ def _steepest_descent(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tens
     return x
 
 
+def _ratio_cases(gen: torch.Generator) -> list[dict[str, Any]]:
+    """Log-probabilities whose ratios spread around 1 (some inside, some outside [1 − ε, 1 + ε]),
+    advantages of both signs: a hand-worked pair first, then random batches."""
+    cases: list[dict[str, Any]] = [
+        # r below, inside and above [0.8, 1.2] for Â > 0, then for Â < 0; asymmetric, so that
+        # every known mistake gives a different answer.
+        {"logp": torch.log(torch.tensor([0.5, 1.1, 1.3, 0.7, 0.9, 1.6])), "logp_old": torch.zeros(6),
+         "advantages": torch.tensor([2.0, 1.0, 1.0, -1.0, -0.5, -2.0]), "eps": 0.2},
+    ]
+    for eps in (0.1, 0.2, 0.3, 0.2, 0.2):
+        n = int(torch.randint(5, 40, (1,), generator=gen))
+        logp_old = -torch.rand(n, generator=gen) * 2 - 0.05
+        cases.append({"logp": logp_old + 0.4 * torch.randn(n, generator=gen), "logp_old": logp_old,
+                      "advantages": torch.randn(n, generator=gen), "eps": eps})
+    return cases
+
+
+def _ratio(logp: torch.Tensor, logp_old: torch.Tensor) -> torch.Tensor:
+    return torch.exp(logp - logp_old)
+
+
+CLIPPED_SURROGATE = Exercise(
+    name="clipped_surrogate(logp, logp_old, advantages, eps) → L^CLIP",
+    reference=losses.clipped_surrogate,
+    cases=_ratio_cases,
+    known_mistakes={
+        "the unclipped surrogate mean(r·Â) (no clipping at all)": lambda logp, logp_old, advantages, eps: (_ratio(logp, logp_old) * advantages).mean(),
+        "mean(clip(r, 1−ε, 1+ε)·Â): the clipped term alone, without the min": lambda logp, logp_old, advantages, eps: (
+            _ratio(logp, logp_old).clamp(1 - eps, 1 + eps) * advantages).mean(),
+        "the max of the two terms instead of the min (an optimistic bound, not a pessimistic one)": lambda logp, logp_old, advantages, eps: torch.max(
+            _ratio(logp, logp_old) * advantages, _ratio(logp, logp_old).clamp(1 - eps, 1 + eps) * advantages).mean(),
+        "clipping the log-ratio to [−ε, ε] instead of the ratio to [1−ε, 1+ε]": lambda logp, logp_old, advantages, eps: torch.min(
+            _ratio(logp, logp_old) * advantages, torch.exp((logp - logp_old).clamp(-eps, eps)) * advantages).mean(),
+        "the sum over samples instead of the mean": lambda logp, logp_old, advantages, eps: losses.clipped_surrogate(
+            logp, logp_old, advantages, eps) * len(logp),
+    },
+    solution=losses.clipped_surrogate,
+)
+
+APPROX_KL_K3 = Exercise(
+    name="approx_kl_k3(logp, logp_old) → mean[(r − 1) − log r]",
+    reference=losses.approx_kl_k3,
+    cases=lambda gen: [{k: v for k, v in c.items() if k in ("logp", "logp_old")} for c in _ratio_cases(gen)],
+    known_mistakes={
+        "k1 = mean(log π_old − log π_new), not k3": lambda logp, logp_old: (logp_old - logp).mean(),
+        "mean[(1 − r) + log r], k3 with the wrong sign": lambda logp, logp_old: -losses.approx_kl_k3(logp, logp_old),
+        "k3 with r inverted (π_old/π_new): an estimate of the reverse KL(π_new ‖ π_old)": lambda logp, logp_old: losses.approx_kl_k3(logp_old, logp),
+    },
+    solution=losses.approx_kl_k3,
+)
+
 EXERCISES: dict[str, Exercise] = {
     "reward_to_go": REWARD_TO_GO,
     "discounted_return": DISCOUNTED_RETURN,
     "conjugate_gradient": CONJUGATE_GRADIENT,
+    "clipped_surrogate": CLIPPED_SURROGATE,
+    "approx_kl_k3": APPROX_KL_K3,
 }
 
 
@@ -232,6 +285,16 @@ def check_discounted_return(fn: Callable[[torch.Tensor, float], torch.Tensor]) -
 def check_conjugate_gradient(fn: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, int], torch.Tensor]) -> CheckResult:
     """Grade ``fn(Avp, b, iters)``: conjugate gradient for A x = b given only products A·v."""
     return grade(CONJUGATE_GRADIENT, fn)
+
+
+def check_clipped_surrogate(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]) -> CheckResult:
+    """Grade ``fn(logp, logp_old, advantages, eps)``: PPO's clipped surrogate objective (a mean, to maximise)."""
+    return grade(CLIPPED_SURROGATE, fn)
+
+
+def check_approx_kl_k3(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
+    """Grade ``fn(logp, logp_old)``: the k3 estimate of KL(π_old ‖ π_new) from samples of π_old."""
+    return grade(APPROX_KL_K3, fn)
 
 
 def solution(name: str) -> Source:

@@ -81,3 +81,25 @@ def test_results_render_in_a_notebook_and_solutions_show_source():
     result = exercises.check_reward_to_go(right_reward_to_go)
     assert "correct" in result._repr_html_() and "correct" in repr(result)
     assert "def reward_to_go" in exercises.solution("reward_to_go").code
+
+
+def test_clipped_surrogate_checker_names_the_circulating_mistakes():
+    from ppo_teach.losses import clipped_surrogate
+
+    assert exercises.check_clipped_surrogate(clipped_surrogate)
+
+    def no_min(logp, logp_old, advantages, eps):
+        return (torch.exp(logp - logp_old).clamp(1 - eps, 1 + eps) * advantages).mean()
+
+    def unclipped(logp, logp_old, advantages, eps):
+        return (torch.exp(logp - logp_old) * advantages).mean()
+
+    assert "without the min" in exercises.check_clipped_surrogate(no_min).message
+    assert "no clipping at all" in exercises.check_clipped_surrogate(unclipped).message
+
+
+def test_approx_kl_checker():
+    from ppo_teach.losses import approx_kl_k1, approx_kl_k3
+
+    assert exercises.check_approx_kl_k3(approx_kl_k3)
+    assert "k1" in exercises.check_approx_kl_k3(approx_kl_k1).message

@@ -180,3 +180,17 @@ def test_ppo_solves_cartpole_on_5_seeds_within_the_benchmark_limits(full_mode):
     steps = [h.steps_to_solve for h in histories]
     assert all(s is not None and s <= 50_000 for s in steps), steps
     assert statistics.median(steps) <= 15_000, steps
+
+
+@pytest.mark.slow
+def test_without_clipping_the_kl_per_update_explodes_and_the_lab_run_fails(full_mode):
+    """Notebook 04's comparison: 40 epochs at lr 3e-3 for 20,000 steps, with and without clipping."""
+    for seed in (0, 1):
+        runs = {
+            variant: ppo.train(ppo.lab_config(update_epochs=40, lr=3e-3, variant=variant, seed=seed, total_steps=20_000), progress=False)
+            for variant in ("clip", "no clipping (ε = ∞)", "adaptive KL penalty")
+        }
+        kl = {variant: h.series("approx_kl")[1].mean() for variant, h in runs.items()}
+        assert kl["no clipping (ε = ∞)"] > 10 * kl["clip"], kl
+        assert runs["clip"].solved and not runs["no clipping (ε = ∞)"].solved
+        assert kl["adaptive KL penalty"] < 3 * runs["adaptive KL penalty"].config["kl_target"], kl
