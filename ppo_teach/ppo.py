@@ -170,12 +170,13 @@ class PPO(Agent):
             logp_new = self.policy(data.obs).log_prob(data.actions)
             values = self.value_fn(data.obs)
         result["ratio"] = torch.exp(logp_new - data.logp_old)  # the distribution the update left behind
+        result["kl_after"] = float(approx_kl_k3(logp_new, data.logp_old))  # how far the whole update moved π
         result["explained_variance"] = float(1.0 - (data.returns - values).var() / data.returns.var().clamp(min=1e-8))
         result["epochs_run"] = epochs_run
         result["lr"] = self.optimizer.param_groups[0]["lr"]
         if cfg.variant == "kl_penalty":
-            result["kl_coef"] = self.kl_coef.beta
-            self.kl_coef.update(float(approx_kl_k3(logp_new, data.logp_old)))
+            result["kl_coef"] = self.kl_coef.beta  # the β this update used
+            self.kl_coef.update(result["kl_after"])
         self.schedule.step()
         return result
 
