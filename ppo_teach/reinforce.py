@@ -96,10 +96,6 @@ class GradientVariance:
         return {name: float(g.var(dim=0).sum()) for name, g in self.samples.items()}
 
     @property
-    def mean_gradient(self) -> dict[str, torch.Tensor]:
-        return {name: g.mean(dim=0) for name, g in self.samples.items()}
-
-    @property
     def bias_ratio(self) -> float:
         """‖d̄‖² / (tr Cov[d] / n) for the paired differences d = ĝ_without − ĝ_with over n batches.
 
