@@ -3,7 +3,6 @@ numbers it drew, so tests can check a plot's content without looking at pixels."
 from __future__ import annotations
 
 import math
-import math
 import warnings
 from collections.abc import Sequence
 
