@@ -62,36 +62,32 @@ def solve(algo: str, seed: int, **overrides: Any) -> Result:
     return Result(algo, seed, history.steps_to_solve, round(wall, 2))
 
 
-def compare(algos: list[str], seeds: list[int], on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """``solve`` every algorithm on every seed; ``on_result`` sees each result as it arrives."""
-    results = []
-    for algo in algos:
+def solve_grid(
+    runs: dict[str, tuple[str, dict[str, Any]]], seeds: list[int], on_result: Callable[[str, Result], None] | None = None
+) -> dict[str, list[Result]]:
+    """For each ``label: (algo, overrides)``, ``solve`` on every seed; ``on_result`` sees each result as it arrives."""
+    table: dict[str, list[Result]] = {}
+    for label, (algo, overrides) in runs.items():
         for seed in seeds:
-            results.append(solve(algo, seed))
+            table.setdefault(label, []).append(solve(algo, seed, **overrides))
             if on_result:
-                on_result(results[-1])
-    return results
+                on_result(label, table[label][-1])
+    return table
+
+
+def compare(algos: list[str], seeds: list[int], on_result: Callable[[str, Result], None] | None = None) -> dict[str, list[Result]]:
+    """Every algorithm with its defaults on every seed, grouped by algorithm."""
+    return solve_grid({algo: (algo, {}) for algo in algos}, seeds, on_result)
 
 
 def ablation(seeds: list[int], on_result: Callable[[str, Result], None] | None = None) -> dict[str, list[Result]]:
     """PPO with each entry of ``ppo.ABLATIONS`` applied in turn, solved on every seed."""
-    table: dict[str, list[Result]] = {}
-    for name, overrides in ppo.ABLATIONS.items():
-        for seed in seeds:
-            table.setdefault(name, []).append(solve("ppo", seed, **overrides))
-            if on_result:
-                on_result(name, table[name][-1])
-    return table
+    return solve_grid({name: ("ppo", overrides) for name, overrides in ppo.ABLATIONS.items()}, seeds, on_result)
 
 
 def median_steps(results: list[Result]) -> float:
     """Median steps to solve, an unsolved seed counting as worse than every solved one."""
     return statistics.median(r.steps_to_solve if r.steps_to_solve is not None else float("inf") for r in results)
-
-
-def by_algorithm(results: list[Result]) -> dict[str, list[Result]]:
-    """Results grouped by algorithm, in the order they first appear."""
-    return {algo: [r for r in results if r.algo == algo] for algo in dict.fromkeys(r.algo for r in results)}
 
 
 def summary_table(groups: dict[str, list[Result]]) -> str:
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: PPO_TEACH_FAST=1 is set, so these are fast-mode budgets, not the benchmark's.", file=sys.stderr)
     algos = list(ALGORITHMS) if args.algo == "all" else [args.algo]
 
-    def report(result: Result) -> None:
+    def report(_: str, result: Result) -> None:
         if args.json:
             print(json.dumps(result.__dict__), flush=True)
         else:
@@ -133,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = compare(algos, seeds, report)
     if not args.json:
-        print("\n" + summary_table(by_algorithm(results)))
+        print("\n" + summary_table(results))
     return 0
 
 

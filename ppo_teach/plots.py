@@ -209,19 +209,17 @@ def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> d
     return {"clip_fraction": clip, "approx_kl": k3, "approx_kl_k1": k1}
 
 
-def solve_comparison(results: Sequence, axes: Sequence[plt.Axes] | None = None) -> dict[str, list]:
-    """Env steps and training seconds to solve, per algorithm, one dot per seed (``bench.Result``s);
-    a seed that did not solve is drawn as × above the solved ones.  Returns {algo: steps}."""
+def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | None = None) -> dict[str, list]:
+    """Env steps and training seconds to solve, per group (``{algorithm: [bench.Result, ...]}``), one
+    dot per seed; a seed that did not solve is drawn as × above the solved ones.  Returns {group: steps}."""
     axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 3.6))[1]
-    algos = list(dict.fromkeys(r.algo for r in results))
-    solved_steps = [r.steps_to_solve for r in results if r.steps_to_solve is not None]
+    solved_steps = [r.steps_to_solve for rows in groups.values() for r in rows if r.steps_to_solve is not None]
     unsolved_at = 1.15 * max(solved_steps, default=1)
     drawn = {}
-    for i, algo in enumerate(algos):
-        rows = [r for r in results if r.algo == algo]
+    for i, (label, rows) in enumerate(groups.items()):
         jitter = np.linspace(-0.12, 0.12, len(rows))
         steps = [r.steps_to_solve for r in rows]
-        drawn[algo] = steps
+        drawn[label] = steps
         for x, r in zip(i + jitter, rows):
             solved = r.steps_to_solve is not None
             axes[0].plot(x, r.steps_to_solve if solved else unsolved_at, "o" if solved else "x", color=f"C{i}")
@@ -229,7 +227,7 @@ def solve_comparison(results: Sequence, axes: Sequence[plt.Axes] | None = None) 
         if all(s is not None for s in steps):
             axes[0].hlines(np.median(steps), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
     for ax, label in zip(axes, ("environment steps to solve", "training seconds to solve")):
-        ax.set_xticks(range(len(algos)), algos)
+        ax.set_xticks(range(len(groups)), list(groups))
         ax.set(ylabel=label, ylim=(0, None))
     axes[0].set_title("each dot a seed, bar the median; × did not solve")
     return drawn

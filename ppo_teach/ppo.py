@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch.distributions import Categorical
 
-from ppo_teach.advantages import gae, whiten
+from ppo_teach.advantages import whiten
 from ppo_teach.config import Bounds, bounded
 from ppo_teach.errors import ConfigError
 from ppo_teach.history import History
@@ -47,7 +47,7 @@ from ppo_teach.losses import (
 )
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch
-from ppo_teach.training import Agent, TrainConfig, adam, budget_field, run
+from ppo_teach.training import Agent, TrainConfig, adam, budget_field, gae_and_targets, run
 
 NON_NEGATIVE = Bounds(low=0.0, fix="use a non-negative coefficient.")
 
@@ -116,15 +116,14 @@ class Flat:
 @torch.no_grad()
 def prepare(batch: Batch, policy: CategoricalPolicy, value_fn: ValueFunction, cfg: PPOConfig) -> Flat:
     """GAE(λ) advantages and value targets Ĝ_t = Â_t + V(s_t), flattened to one row per step."""
-    values, next_values = batch.values(value_fn)
-    advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.ends, cfg.gamma, cfg.lam)
+    advantages, returns, values = gae_and_targets(batch, value_fn, cfg.gamma, cfg.lam)
     obs = batch.obs.flatten(0, 1)
     return Flat(
         obs=obs,
         actions=batch.actions.flatten(),
         logp_old=batch.logp.flatten(),
         advantages=advantages.flatten(),
-        returns=(advantages + values).flatten(),
+        returns=returns.flatten(),
         values_old=values.flatten(),
         old_logits=policy(obs).logits if cfg.variant == "kl_penalty" else None,
     )

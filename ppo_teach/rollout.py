@@ -7,7 +7,7 @@ first observation of the next (see ``envs``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +30,10 @@ class Batch:
     def num_steps(self) -> int:
         """Number of environment steps in the batch, T·N."""
         return self.rewards.numel()
+
+    def first(self, steps: int) -> Batch:
+        """The batch's first ``steps`` rows (time steps) of every field."""
+        return Batch(*(getattr(self, f.name)[:steps] for f in fields(self)))
 
     @torch.no_grad()
     def values(self, value_fn: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,5 +120,4 @@ def record_episode(env: gym.vector.VectorEnv, policy: torch.nn.Module, seed: int
     ends = torch.nonzero(batch.ends[:, 0])
     if len(ends) == 0:
         raise ValueError(f"no episode ended within {max_steps} steps. Fix: raise max_steps.")
-    last = int(ends[0]) + 1
-    return Batch(*(getattr(batch, f)[:last] for f in ("obs", "actions", "logp", "rewards", "terminated", "ends", "next_obs")))
+    return batch.first(int(ends[0]) + 1)

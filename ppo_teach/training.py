@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ppo_teach.advantages import gae
 from ppo_teach.config import Bounds, bounded, budget, check_env_id, check_seed, seed_everything, validate
 from ppo_teach.envs import evaluate_policy, make_vec_env, space_sizes
 from ppo_teach.errors import ConfigError, check_finite
@@ -103,6 +104,15 @@ def adam(params, lr: float) -> torch.optim.Adam:
     """Adam with its fused implementation: one kernel per step instead of a Python loop over
     parameter tensors, which is most of an optimizer step's cost for networks this small."""
     return torch.optim.Adam(params, lr=lr, eps=1e-5, fused=True)
+
+
+def gae_and_targets(
+    batch: Batch, value_fn: ValueFunction, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Â_t from GAE(λ), value targets Ĝ_t = Â_t + V(s_t), V(s_t)) for every row of the batch, shape (T, N)."""
+    values, next_values = batch.values(value_fn)
+    advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.ends, gamma, lam)
+    return advantages, advantages + values, values
 
 
 def fit_value(value_fn: ValueFunction, optimizer: torch.optim.Optimizer, obs: torch.Tensor, returns: torch.Tensor, iters: int) -> float:

@@ -25,14 +25,14 @@ import torch
 from torch.distributions import Categorical
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from ppo_teach.advantages import gae, whiten
+from ppo_teach.advantages import whiten
 from ppo_teach.config import Bounds, bounded, budget
 from ppo_teach.envs import evaluate_policy, make_vec_env
 from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, surrogate_advantage
-from ppo_teach.nets import CategoricalPolicy, ValueFunction
+from ppo_teach.nets import CategoricalPolicy
 from ppo_teach.rollout import Batch, Collector
-from ppo_teach.training import Agent, TrainConfig, adam, budget_field, fit_value, run
+from ppo_teach.training import Agent, TrainConfig, adam, budget_field, fit_value, gae_and_targets, run
 
 
 @dataclass
@@ -182,13 +182,6 @@ class TrustRegionProblem:
         return result
 
 
-def advantages_and_returns(batch: Batch, value_fn: ValueFunction, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Â_t from GAE(λ), value targets Ĝ_t = Â_t + V(s_t)) for every row of the batch."""
-    values, next_values = batch.values(value_fn)
-    advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.ends, gamma, lam)
-    return advantages, advantages + values
-
-
 class TRPO(Agent):
     """TRPO's value optimizer and its update."""
 
@@ -200,7 +193,7 @@ class TRPO(Agent):
         """One TRPO update on ``batch``: natural-gradient direction, step to the trust-region
         boundary, line search on the exact KL, then value regression.  Returns its statistics."""
         cfg = self.cfg
-        advantages, returns = advantages_and_returns(batch, self.value_fn, cfg.gamma, cfg.lam)
+        advantages, returns, _ = gae_and_targets(batch, self.value_fn, cfg.gamma, cfg.lam)
         problem = TrustRegionProblem(
             self.policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten()
         )
@@ -251,7 +244,7 @@ class StepSizeLab:
         env = make_vec_env(cfg.env_id, cfg.num_envs, seed + 1)
         batch = Collector(env, self.policy, seed + 1).collect(cfg.steps_per_env)
         env.close()
-        advantages, _ = advantages_and_returns(batch, trained.models["value"], cfg.gamma, cfg.lam)
+        advantages, _, _ = gae_and_targets(batch, trained.models["value"], cfg.gamma, cfg.lam)
         self.problem = TrustRegionProblem(
             self.policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten()
         )
