@@ -24,6 +24,7 @@ class History:
     eval_returns: list[float] = field(default_factory=list)
     steps_to_solve: int | None = None  # env steps when the greedy policy first met the criterion
     wall_s_to_solve: float | None = None  # training seconds (evaluation excluded) until then
+    final_sampled_return: float | None = None  # sampled policy's mean return over final_eval_episodes at the end
     train_wall_s: float = 0.0  # training seconds of the whole run (evaluation excluded)
     interrupted: bool = False  # stopped early by the learner (KeyboardInterrupt)
     models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # trained networks; not saved

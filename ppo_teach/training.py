@@ -4,7 +4,9 @@ environment and networks, fitting the value function, and the loop
     collect a batch → update → log → every ``eval_every`` steps evaluate the greedy policy
 
 which stops at the step budget, or at the solve criterion if asked, or when the learner
-interrupts the kernel (the history so far is returned).
+interrupts the kernel (the history so far is returned).  A run that was not interrupted
+ends by measuring the *sampled* policy on ``final_eval_episodes`` fresh episodes, for
+Gymnasium's own criterion (see ``TrainConfig``).
 """
 from __future__ import annotations
 
@@ -39,8 +41,14 @@ class TrainConfig:
     """Settings common to REINFORCE, TRPO and PPO on a Gymnasium environment.
 
     A batch holds ``num_envs × steps_per_env`` environment steps.  Progress is measured as in
-    the course's benchmark: every ``eval_every`` env steps the greedy policy plays
-    ``eval_episodes`` episodes; the run is solved when their mean return ≥ ``solve_threshold``.
+    the course's benchmark: at the end of the first batch past every multiple of ``eval_every``
+    env steps, the greedy policy plays ``eval_episodes`` episodes from fresh start states; the
+    run is solved when their mean return ≥ ``solve_threshold``.
+
+    That is the course's criterion.  Gymnasium's (CartPole-v1's ``reward_threshold``) is a mean
+    return ≥ 475 over 100 consecutive episodes of the policy as it acts, sampling its actions.
+    Every run that is not interrupted reports that too: when it ends (at the solve point, with
+    ``stop_when_solved``), the sampled policy plays ``final_eval_episodes`` fresh episodes.
     """
 
     env_id: str = "CartPole-v1"
@@ -55,6 +63,7 @@ class TrainConfig:
     eval_episodes: int = bounded(10, Bounds(low=1, high=1_000, integer=True, fix="use e.g. 10 evaluation episodes."))
     solve_threshold: float = bounded(475.0, Bounds(fix="CartPole-v1's threshold is 475."))
     stop_when_solved: bool = False
+    final_eval_episodes: int = bounded(100, Bounds(low=0, high=10_000, integer=True, fix="Gymnasium's criterion uses 100 episodes; 0 skips it."))
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
@@ -156,6 +165,10 @@ def run(cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent],
                 bar.set_postfix(greedy_return=f"{history.eval_returns[-1]:.0f}")
                 if history.solved and cfg.stop_when_solved:
                     break
+        if cfg.final_eval_episodes:
+            history.final_sampled_return = evaluate_policy(
+                agent.policy, cfg.env_id, cfg.final_eval_episodes, evaluation_seed(cfg.seed, 0, final=True), greedy=False
+            )
     except KeyboardInterrupt:
         history.interrupted = True
     finally:
@@ -165,8 +178,19 @@ def run(cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent],
     return history
 
 
+def evaluation_seed(seed: int, first_episode: int, final: bool = False) -> int:
+    """The reset seed of an evaluation whose episodes are numbered from ``first_episode`` on.
+
+    Episode i of an evaluation starts from Gymnasium's start state for seed ``evaluation_seed + i``,
+    so numbering the episodes of a run consecutively gives every evaluation fresh start states,
+    none shared with another evaluation, with the final sampled one, or with training (seeds
+    ``seed, seed + 1, …``).  Evaluations never touch the training random stream.
+    """
+    return 1_000_000_000 * (2 if final else 1) + 1_000_000 * seed + first_episode
+
+
 def _evaluate(cfg: TrainConfig, policy: torch.nn.Module, step: int, history: History) -> None:
-    eval_seed = 1_000_000 + 1_000 * cfg.seed + len(history.eval_steps)  # fresh start states, no effect on training RNG
+    eval_seed = evaluation_seed(cfg.seed, cfg.eval_episodes * len(history.eval_steps))
     mean_return = evaluate_policy(policy, cfg.env_id, cfg.eval_episodes, eval_seed)
     history.eval_steps.append(step)
     history.eval_returns.append(mean_return)
