@@ -159,14 +159,14 @@ def _gradient_difference(got: _Call, expected: _Call, names: tuple[str, ...], at
         grads = torch.autograd.grad(got.value, got.leaves, allow_unused=True)
     except RuntimeError as err:
         return f"the value is right, but differentiating it raised RuntimeError: {err}"
-    references = torch.autograd.grad(expected.value, expected.leaves, allow_unused=True)
+    references = torch.autograd.grad(expected.value, expected.leaves)
     for name, grad, reference in zip(names, grads, references):
         if grad is None:
             return (
                 f"the value is right, but no gradient reaches {name}: the result was rebuilt from numbers "
-                f"(e.g. torch.tensor(…)) instead of computed from {name} by torch operations."
+                f"(e.g. torch.tensor(…, requires_grad=True)) instead of computed from {name} by torch operations."
             )
-        problem = _difference(grad, torch.zeros_like(grad) if reference is None else reference, atol)
+        problem = _difference(grad, reference, atol)
         if problem:
             return f"the value is right, but its gradient ∂/∂{name} is not:\n{problem}"
     return ""
@@ -276,9 +276,10 @@ REWARD_TO_GO = Exercise(
     reference=advantages.reward_to_go,
     cases=_stream_cases,
     known_mistakes={
-        "the reward-to-go of the whole stream as if it were one episode: nothing resets the sum at episode ends, "
-        "and nothing is bootstrapped": lambda r, term, ends, gamma, v: advantages.reward_to_go(r, term, torch.zeros_like(ends), gamma),
-        "a sum that runs on across episode ends (no reset), bootstrapped only at the stream's last step": lambda r, term, ends, gamma, v: (
+        "the single-episode reward-to-go run over the whole stream: no reset at episode ends (the next episode's "
+        "rewards leak into this one's returns), and nothing bootstrapped": lambda r, term, ends, gamma, v: advantages.reward_to_go(r, term, torch.zeros_like(ends), gamma),
+        "a sum with no reset at episode ends (the next episode's rewards leak into this one's returns), "
+        "bootstrapped only at the stream's last step": lambda r, term, ends, gamma, v: (
             advantages.reward_to_go(r, term, torch.zeros_like(ends), gamma, v)
         ),
         "the reward-to-go with truncations treated as terminations (a truncated episode is not bootstrapped "
@@ -598,8 +599,11 @@ class PPOUpdateExercise:
     name: str
     known_mistakes: dict[str, Assembly]
     solutions: tuple[Callable[..., Any], ...]
-    seeds: tuple[int, ...] = (0, 1)  # torch.manual_seed(k) before each update: the cases
-    atol: float = 1e-6
+    # torch.manual_seed(k) before each update: the cases.  On each of these two shuffles every known
+    # mistake moves some parameter by more than 1e-3 (on seed 1 no ratio is clipped), while
+    # rounding (the loss's terms summed in another order) moves them by less than 1e-6.
+    seeds: tuple[int, ...] = (0, 2)
+    atol: float = 1e-4
 
     def check(self, fn: Callable[[ppo.PPO, ppo.Flat], Any]) -> CheckResult:
         with _isolated():
