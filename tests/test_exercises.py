@@ -1,105 +1,332 @@
-"""The exercise checkers accept right answers and say precisely what is wrong with wrong ones."""
+"""The exercise checkers accept right answers (written here independently, with other parameter
+names, so they must be called positionally) and say precisely what is wrong with wrong ones: values,
+gradients, episode ends, iterates, parameters after an update.  A known mistake is named only when
+the answer equals it on every case."""
+import random
+
+import numpy as np
+import pytest
 import torch
 
-from ppo_teach import exercises
+from ppo_teach import exercises, losses, trpo
+
+FUNCTION_EXERCISES = {name: e for name, e in exercises.EXERCISES.items() if isinstance(e, exercises.Exercise)}
 
 
-def right_reward_to_go(rewards, gamma):
-    out, running = torch.zeros_like(rewards), 0.0
-    for t in reversed(range(len(rewards))):
-        running = rewards[t] + gamma * running
+# --- reward-to-go on a stream of episodes -----------------------------------------------
+
+
+def right_reward_to_go(r, done, boundary, discount, v_next):
+    out, running = torch.zeros_like(r), 0.0
+    for t in reversed(range(len(r))):
+        if boundary[t] or t == len(r) - 1:  # nothing flows back across an end; a cut-off tail is bootstrapped
+            running = 0.0 if done[t] else v_next[t]
+        running = r[t] + discount * running
         out[t] = running
     return out
 
 
-def test_reward_to_go_checker_accepts_a_right_answer():
+def test_reward_to_go_checker_accepts_a_right_answer_called_positionally():
     result = exercises.check_reward_to_go(right_reward_to_go)
-    assert result.passed and "all 25 cases" in result.message
+    assert result.passed and "all 24 cases" in result.message
 
 
 def test_a_list_is_accepted_as_well_as_a_tensor():
-    assert exercises.check_reward_to_go(lambda rewards, gamma: right_reward_to_go(rewards, gamma).tolist())
+    assert exercises.check_reward_to_go(lambda *args: right_reward_to_go(*args).tolist())
 
 
-def test_missing_discount_is_named():
-    result = exercises.check_reward_to_go(lambda rewards, gamma: rewards.flip(0).cumsum(0).flip(0))
+def test_reward_to_go_without_a_reset_at_episode_ends_is_rejected_and_named():
+    def no_reset(r, done, boundary, discount, v_next):  # the single-episode loop, run over the stream
+        out, running = torch.zeros_like(r), 0.0
+        for t in reversed(range(len(r))):
+            running = r[t] + discount * running
+            out[t] = running
+        return out
+
+    result = exercises.check_reward_to_go(no_reset)
     assert not result.passed
-    assert "case 1 of 25" in result.message and "gamma=0.5" in result.message
+    assert "case 2 of 24" in result.message and "first difference at entry [0]: expected 1.9, got 4.0951" in result.message
+    assert "no reset at episode ends" in result.message
+
+
+def test_missing_discount_is_named_with_the_first_difference():
+    result = exercises.check_reward_to_go(lambda r, done, boundary, discount, v_next: right_reward_to_go(r, done, boundary, 1.0, v_next))
+    assert "case 1 of 24" in result.message and "gamma=0.5" in result.message
     assert "first difference at entry [0]: expected 1.75, got 3" in result.message
     assert "γ left out" in result.message
 
 
-def test_forward_sum_is_named():
-    def forward(rewards, gamma):
-        out, running = torch.zeros_like(rewards), 0.0
-        for t in range(len(rewards)):
-            running = rewards[t] + gamma * running
-            out[t] = running
-        return out
-
-    result = exercises.check_reward_to_go(forward)
-    assert not result.passed and "forward sum" in result.message
+@pytest.mark.parametrize("name", FUNCTION_EXERCISES)
+def test_every_known_mistake_is_rejected_and_named(name):
+    """Each known mistake differs from the reference somewhere, and no earlier one in the list
+    equals it on every case (else that one's name would be given)."""
+    exercise = FUNCTION_EXERCISES[name]
+    for description, mistake in exercise.known_mistakes.items():
+        result = exercise.check(mistake)
+        assert not result.passed and f"your answer equals {description}" in result.message, (description, result.message)
 
 
-def test_whole_return_at_every_step_is_named():
-    from ppo_teach.advantages import discounted_return
+def test_a_mistake_is_named_only_when_it_matches_every_case():
+    calls = []
 
-    result = exercises.check_reward_to_go(lambda rewards, gamma: discounted_return(rewards, gamma).expand_as(rewards))
-    assert not result.passed and "whole episode's return" in result.message
+    def undiscounted_on_case_1_only(r, done, boundary, discount, v_next):
+        calls.append(1)
+        return right_reward_to_go(r, done, boundary, 1.0 if len(calls) == 1 else discount, v_next)
+
+    result = exercises.check_reward_to_go(undiscounted_on_case_1_only)
+    assert not result.passed and "case 1 of 24" in result.message
+    assert "hint" not in result.message
 
 
 def test_wrong_shape_is_reported():
-    result = exercises.check_reward_to_go(lambda rewards, gamma: rewards.sum())
+    result = exercises.check_reward_to_go(lambda r, done, boundary, discount, v_next: r.sum())
     assert not result.passed and "expected shape (3,), got shape ()" in result.message
 
 
 def test_unfinished_and_crashing_answers_are_reported_without_raising():
-    def todo(rewards, gamma):
+    def todo(*args):
         raise NotImplementedError
 
     assert "NotImplementedError" in exercises.check_reward_to_go(todo).message
-    crash = exercises.check_reward_to_go(lambda rewards, gamma: rewards[10])
+    crash = exercises.check_reward_to_go(lambda r, done, boundary, discount, v_next: r[10])
     assert not crash.passed and "raised IndexError" in crash.message
 
 
 def test_an_answer_that_edits_its_input_in_place_is_still_graded_fairly():
-    def in_place(rewards, gamma):
-        for t in reversed(range(len(rewards) - 1)):
-            rewards[t] += gamma * rewards[t + 1]
-        return rewards
+    def in_place(r, done, boundary, discount, v_next):
+        cut = ~done & (boundary | (torch.arange(len(r)) == len(r) - 1))
+        r += discount * cut * v_next
+        for t in reversed(range(len(r) - 1)):
+            if not boundary[t]:
+                r[t] += discount * r[t + 1]
+        return r
 
     assert exercises.check_reward_to_go(in_place).passed
 
 
-def test_discounted_return_checker():
-    assert exercises.check_discounted_return(lambda rewards, gamma: sum(r * gamma**t for t, r in enumerate(rewards)))
-    undiscounted = exercises.check_discounted_return(lambda rewards, gamma: rewards.sum())
+# --- objectives: values and gradients ---------------------------------------------------
+
+
+def test_discounted_return_checker_compares_the_gradient():
+    assert exercises.check_discounted_return(lambda rs, g: sum(x * g**t for t, x in enumerate(rs)))
+    undiscounted = exercises.check_discounted_return(lambda rs, g: rs.sum())
     assert not undiscounted.passed and "undiscounted sum" in undiscounted.message
+    through_floats = exercises.check_discounted_return(lambda rs, g: torch.tensor(sum(float(x.detach()) * g**t for t, x in enumerate(rs))))
+    assert not through_floats.passed and "carries no gradient at all with respect to rewards" in through_floats.message
+
+
+def right_clipped_surrogate(new_lp, old_lp, adv, clip):
+    ratio = torch.exp(new_lp - old_lp)
+    return torch.where(adv >= 0, torch.minimum(ratio, torch.tensor(1 + clip)), torch.maximum(ratio, torch.tensor(1 - clip))).mul(adv).mean()
+
+
+def test_clipped_surrogate_checker_accepts_right_answers_and_names_the_circulating_mistakes():
+    assert exercises.check_clipped_surrogate(losses.clipped_surrogate)
+    assert exercises.check_clipped_surrogate(right_clipped_surrogate)
+
+    def no_min(new_lp, old_lp, adv, clip):
+        return (torch.exp(new_lp - old_lp).clamp(1 - clip, 1 + clip) * adv).mean()
+
+    def unclipped(new_lp, old_lp, adv, clip):
+        return (torch.exp(new_lp - old_lp) * adv).mean()
+
+    assert "without the min" in exercises.check_clipped_surrogate(no_min).message
+    assert "no clipping at all" in exercises.check_clipped_surrogate(unclipped).message
+
+
+def test_a_surrogate_with_right_values_but_a_detached_branch_is_rejected_on_its_gradient():
+    def detached_branch(new_lp, old_lp, adv, clip):
+        ratio = torch.exp(new_lp - old_lp)
+        return torch.min(ratio.detach() * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+
+    result = exercises.check_clipped_surrogate(detached_branch)
+    assert not result.passed
+    assert "case 1 of 7" in result.message and "the value is right, but its gradient ∂/∂logp is not" in result.message
+    assert "first difference at entry [0]: expected 0.166667, got 0" in result.message
+
+
+def right_k3(new_lp, old_lp):
+    r = torch.exp(new_lp - old_lp)
+    return (r - 1 - torch.log(r)).mean()
+
+
+def test_approx_kl_checker():
+    assert exercises.check_approx_kl_k3(losses.approx_kl_k3)
+    assert exercises.check_approx_kl_k3(right_k3)
+    assert "k1" in exercises.check_approx_kl_k3(losses.approx_kl_k1).message
+    inverted = exercises.check_approx_kl_k3(lambda new_lp, old_lp: right_k3(old_lp, new_lp)).message
+    assert "which does not estimate KL(π_old ‖ π_new); nor, from π_old's samples, the reverse KL" in inverted
+
+
+@pytest.mark.parametrize(
+    "through", [lambda x: x.item(), lambda x: torch.tensor(x.detach().numpy()), lambda x: x.detach()], ids=["item", "numpy", "detach"]
+)
+def test_a_k3_that_leaves_autograd_is_rejected_plainly(through):
+    result = exercises.check_approx_kl_k3(lambda new_lp, old_lp: through(right_k3(new_lp, old_lp)))
+    assert not result.passed and "carries no gradient at all with respect to logp" in result.message
+
+
+def test_a_k3_rebuilt_as_a_new_leaf_is_told_that_no_gradient_reaches_logp():
+    result = exercises.check_approx_kl_k3(lambda new_lp, old_lp: torch.tensor(right_k3(new_lp, old_lp).item(), requires_grad=True))
+    assert not result.passed and "no gradient reaches logp" in result.message
+
+
+def test_the_k3_hints_state_true_expectations():
+    """From π_old's samples: E[k3 with r inverted] = χ²(π_old‖π_new) − KL(π_old‖π_new), and
+    E[r·log r − (r − 1)] = KL(π_new‖π_old), exactly (sums over a categorical distribution)."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        p_old, p_new = torch.softmax(torch.randn(6, generator=gen, dtype=torch.float64), 0), torch.softmax(torch.randn(6, generator=gen, dtype=torch.float64), 0)
+        r = p_new / p_old
+        kl_old_new, kl_new_old = (p_old * (p_old / p_new).log()).sum(), (p_new * (p_new / p_old).log()).sum()
+        chi2 = (p_old**2 / p_new).sum() - 1
+        assert (p_old * ((1 / r - 1) - torch.log(1 / r))).sum() == pytest.approx(float(chi2 - kl_old_new))
+        assert (p_old * (r * r.log() - (r - 1))).sum() == pytest.approx(float(kl_new_old))
+
+
+# --- conjugate gradient: iterates and products ------------------------------------------
+
+
+def right_cg(matvec, rhs, n_iter):
+    x, res = torch.zeros_like(rhs), rhs.clone()
+    d, rs = res.clone(), res @ res
+    for _ in range(n_iter):
+        Ad = matvec(d)
+        step = rs / (d @ Ad)
+        x, res = x + step * d, res - step * Ad
+        rs_new = res @ res
+        d, rs = res + (rs_new / rs) * d, rs_new
+    return x
+
+
+def test_conjugate_gradient_checker_accepts_right_answers_with_their_own_early_stop():
+    assert exercises.check_conjugate_gradient(right_cg)
+    assert exercises.check_conjugate_gradient(trpo.conjugate_gradient)  # tol = 1e-10
+    assert exercises.check_conjugate_gradient(lambda matvec, rhs, n_iter: trpo.conjugate_gradient(matvec, rhs, n_iter, tol=1e-6))
+
+
+def test_no_case_lets_an_early_stop_tolerance_interfere():
+    """Before the last iteration of every case, ‖r‖² is far above any usual tolerance."""
+    for case in exercises._spd_cases(torch.Generator().manual_seed(0)):
+        A, b, k = case["Avp"].A, case["b"], case["iters"]
+        residual = b - A @ exercises._cg_iterate(case["Avp"], b, k - 1)
+        assert residual @ residual > 1e-3
+
+
+def test_a_conjugate_gradient_that_ignores_its_iteration_count_is_rejected():
+    result = exercises.check_conjugate_gradient(lambda matvec, rhs, n_iter: torch.linalg.solve(matvec.A, rhs))
+    assert not result.passed and "iters=1" in result.message
+    assert "the exact solution A⁻¹b whatever `iters` is" in result.message
+
+
+def test_a_conjugate_gradient_that_uses_the_matrix_directly_is_rejected():
+    result = exercises.check_conjugate_gradient(lambda matvec, rhs, n_iter: right_cg(lambda v: matvec.A @ v, rhs, n_iter))
+    assert not result.passed and "never called Avp" in result.message
+
+
+def test_a_conjugate_gradient_with_an_extra_product_is_rejected():
+    def textbook_start(matvec, rhs, n_iter):
+        matvec(torch.zeros_like(rhs))  # r₀ = b − A·x₀ with x₀ = 0
+        return right_cg(matvec, rhs, n_iter)
+
+    result = exercises.check_conjugate_gradient(textbook_start)
+    assert not result.passed and "made 2 products A·v in 1 iteration(s)" in result.message
+
+
+def test_a_conjugate_gradient_that_stops_after_one_iteration_is_named():
+    result = exercises.check_conjugate_gradient(lambda matvec, rhs, n_iter: right_cg(matvec, rhs, 1))
+    assert not result.passed and "case 2 of 23" in result.message and "only one iteration" in result.message
+
+
+# --- PPO's update --------------------------------------------------------------------------
+
+
+def clip_each_network(learner):
+    for net in (learner.policy, learner.value_fn):
+        torch.nn.utils.clip_grad_norm_(net.parameters(), learner.cfg.max_grad_norm)
+
+
+def right_ppo_update(learner, batch, clip_grads=clip_each_network):
+    cfg = learner.cfg
+    for _ in range(cfg.update_epochs):
+        for idx in torch.randperm(len(batch.actions)).split(cfg.minibatch_size):
+            mb = batch.rows(idx)
+            v = learner.value_fn(mb.obs)
+            adv = (mb.advantages - mb.advantages.mean()) / (mb.advantages.std() + 1e-8)
+            dist = learner.policy(mb.obs)
+            ratio = torch.exp(dist.log_prob(mb.actions) - mb.logp_old)
+            surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv).mean()
+            loss = cfg.vf_coef * ((v - mb.returns) ** 2).mean() - surrogate - cfg.ent_coef * dist.entropy().mean()
+            learner.optimizer.zero_grad()
+            loss.backward()
+            clip_grads(learner)
+            learner.optimizer.step()
+
+
+def test_the_package_update_is_the_recipe_the_exercise_states():
+    with exercises._isolated():
+        agent, batch, data = exercises._small_agent_and_batch()
+        for seed in exercises.PPO_UPDATE.seeds:
+            package = exercises._parameters_after(lambda a: a.update(batch), agent, seed)
+            recipe = exercises._parameters_after(lambda a: exercises.assembled_update(a, data), agent, seed)
+            assert not exercises._parameter_difference(recipe, package, atol=0.0)
+
+
+def test_ppo_update_checker_accepts_a_right_assembly_and_leaves_the_random_streams_alone():
+    states = random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state()
+    result = exercises.check_ppo_update(right_ppo_update)
+    assert result.passed, result.message
+    assert random.getstate() == states[0] and (np.random.get_state()[1] == states[1]).all()
+    assert torch.equal(torch.random.get_rng_state(), states[2])
+
+
+def test_an_update_that_scribbles_on_its_inputs_afterwards_cannot_spoil_the_comparison():
+    def right_then_scribble(learner, batch):
+        right_ppo_update(learner, batch)
+        batch.obs.zero_()
+        batch.advantages.mul_(100)
+
+    assert exercises.check_ppo_update(right_then_scribble).passed
+
+
+@pytest.mark.parametrize("name", exercises.PPO_UPDATE_MISTAKES)
+def test_every_known_ppo_update_mistake_is_rejected_and_named(name):
+    how = exercises.PPO_UPDATE_MISTAKES[name]
+    result = exercises.check_ppo_update(lambda learner, batch: exercises.assembled_update(learner, batch, how))
+    assert not result.passed and f"your update equals {name}" in result.message
+
+
+def test_wrong_ppo_updates_written_by_hand_get_the_right_hint():
+    def one_epoch(learner, batch):
+        learner.cfg.update_epochs = 1
+        right_ppo_update(learner, batch)
+
+    def joint_clip(learner):
+        both = [*learner.policy.parameters(), *learner.value_fn.parameters()]
+        torch.nn.utils.clip_grad_norm_(both, learner.cfg.max_grad_norm)
+
+    result = exercises.check_ppo_update(one_epoch)
+    assert not result.passed and "policy: parameters differ by up to" in result.message and "one epoch only" in result.message
+    assert "one joint gradient-norm clip" in exercises.check_ppo_update(lambda learner, batch: right_ppo_update(learner, batch, joint_clip)).message
+
+
+def test_ppo_update_answers_that_do_nothing_or_crash_are_reported_without_raising():
+    assert "NotImplementedError" in exercises.check_ppo_update(lambda learner, batch: (_ for _ in ()).throw(NotImplementedError())).message
+    nothing = exercises.check_ppo_update(lambda learner, batch: None)
+    assert not nothing.passed and "no optimizer step was taken" in nothing.message
+    crash = exercises.check_ppo_update(lambda learner, batch: batch.rows(torch.tensor([10_000])))
+    assert not crash.passed and "raised IndexError" in crash.message
+
+
+# --- display and solutions ---------------------------------------------------------------
 
 
 def test_results_render_in_a_notebook_and_solutions_show_source():
     result = exercises.check_reward_to_go(right_reward_to_go)
     assert "correct" in result._repr_html_() and "correct" in repr(result)
     assert "def reward_to_go" in exercises.solution("reward_to_go").code
+    update = exercises.solution("ppo_update")
+    assert "def update" in update.code and "def _minibatch_step" in update.code
+    with pytest.raises(KeyError, match="ppo_update"):
+        exercises.solution("ppo")
 
-
-def test_clipped_surrogate_checker_names_the_circulating_mistakes():
-    from ppo_teach.losses import clipped_surrogate
-
-    assert exercises.check_clipped_surrogate(clipped_surrogate)
-
-    def no_min(logp, logp_old, advantages, eps):
-        return (torch.exp(logp - logp_old).clamp(1 - eps, 1 + eps) * advantages).mean()
-
-    def unclipped(logp, logp_old, advantages, eps):
-        return (torch.exp(logp - logp_old) * advantages).mean()
-
-    assert "without the min" in exercises.check_clipped_surrogate(no_min).message
-    assert "no clipping at all" in exercises.check_clipped_surrogate(unclipped).message
-
-
-def test_approx_kl_checker():
-    from ppo_teach.losses import approx_kl_k1, approx_kl_k3
-
-    assert exercises.check_approx_kl_k3(approx_kl_k3)
-    assert "k1" in exercises.check_approx_kl_k3(approx_kl_k1).message
