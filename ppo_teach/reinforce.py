@@ -1,18 +1,30 @@
 """REINFORCE (Williams, 1992) with reward-to-go and an optional learned value baseline.
 
+The objective is the expected discounted return of the time-unlimited task,
+J_γ(θ) = E[Σ_t γ^t r_t], whose exact gradient is
+
+    ∇J_γ(θ) = E[ Σ_t γ^t ∇_θ log π_θ(a_t|s_t) · Ĝ_t ].
+
+Like practical implementations (Thomas, 2014; Nota & Thomas, 2020), the update drops the
+γ^t factor, so its expectation is not ∇J_γ (``discount_weight_gradients`` shows a case).
 One update per batch:
 
     Ĝ_t = Σ_{k≥0} γ^k r_{t+k}                       (reward-to-go, within the episode)
     Â_t = Ĝ_t − V_φ(s_t)   (or Â_t = Ĝ_t without a baseline)
-    θ ← θ + α ∇_θ mean_t[ log π_θ(a_t|s_t) · Â_t ]   (one Adam step on L^PG)
-    φ ← argmin_φ mean_t[ (V_φ(s_t) − Ĝ_t)² ]          (a few Adam steps)
+    θ ← one Adam step along ∇_θ mean_t[ log π_θ(a_t|s_t) · Â_t ]   (minimising L^PG)
+    φ ← a few Adam steps on mean_t[ (V_φ(s_t) − Ĝ_t)² ]
 
 With a baseline, an episode cut off by a time limit or by the end of the batch is
-bootstrapped from V_φ of its last state; without one, its missing tail counts as 0.
+bootstrapped from V_φ of its next state; without one, its missing tail counts as 0.
+``normalize_advantages`` whitens Â with a baseline (subtracting the batch mean is one more,
+constant, baseline) and only rescales Ĝ without one, so that run has no baseline at all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import itertools
+import math
 
 import torch
 
@@ -39,13 +51,20 @@ class ReinforceConfig(TrainConfig):
 
 
 def advantages_and_returns(batch: Batch, value_fn: ValueFunction, cfg: ReinforceConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Â_t, Ĝ_t) for every row of the batch, as the module docstring defines them."""
+    """(Â_t, Ĝ_t) for every row of the batch: the weight of log π_θ(a_t|s_t) in the update, and
+    V_φ's regression target.
+
+    With a baseline:    Â_t = Ĝ_t − V_φ(s_t), whitened (Â − mean Â) / std Â if ``normalize_advantages``.
+    Without a baseline: Â_t = Ĝ_t, divided by std Ĝ if ``normalize_advantages``: a positive
+    scale, not centred, since subtracting the batch mean would itself be a baseline.
+    """
     if not cfg.baseline:
         returns = reward_to_go(batch.rewards, batch.terminated, batch.ends, cfg.gamma)
-        return returns, returns
+        return (returns / (returns.std() + 1e-8) if cfg.normalize_advantages else returns), returns
     values, next_values = batch.values(value_fn)
     returns = reward_to_go(batch.rewards, batch.terminated, batch.ends, cfg.gamma, next_values)
-    return returns - values, returns
+    advantages = returns - values
+    return (whiten(advantages) if cfg.normalize_advantages else advantages), returns
 
 
 class Reinforce(Agent):
@@ -60,13 +79,11 @@ class Reinforce(Agent):
         """One REINFORCE update on ``batch``; returns its statistics."""
         cfg = self.cfg
         advantages, returns = advantages_and_returns(batch, self.value_fn, cfg)
-        if cfg.normalize_advantages:
-            advantages = whiten(advantages)
         dist = self.policy(batch.obs)
         loss = policy_gradient_loss(dist.log_prob(batch.actions), advantages)
         self.policy_opt.zero_grad()
         loss.backward()
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.policy.parameters()])
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), math.inf)  # the norm, nothing clipped
         self.policy_opt.step()
         with torch.no_grad():
             kl = mean_kl(dist, self.policy(batch.obs))
@@ -140,3 +157,40 @@ def baseline_experiment(seed: int = 0) -> GradientVariance:
         trained.models["policy"], trained.models["value"], ReinforceConfig(steps_per_env=250),
         batches=budget(full=30, fast=10), seed=seed + 1,
     )
+
+
+@dataclass
+class DiscountWeightGradients:
+    """Three gradients, with respect to the logits, of a problem small enough to enumerate."""
+
+    exact: torch.Tensor  # ∇J_γ(θ), by autograd through J_γ(θ) = Σ_τ p_θ(τ) Σ_t γ^t r_t
+    with_discount_weight: torch.Tensor  # E[Σ_t γ^t ∇_θ log π_θ(a_t) Ĝ_t], the policy gradient of J_γ
+    without_discount_weight: torch.Tensor  # E[Σ_t ∇_θ log π_θ(a_t) Ĝ_t], what REINFORCE's update follows
+
+
+def discount_weight_gradients(step_rewards: torch.Tensor, logits: torch.Tensor, gamma: float) -> DiscountWeightGradients:
+    """Exact expectations on a T-step problem, T = ``step_rewards.shape[0]``: the states follow
+    each other deterministically, the policy π_θ = softmax(θ), θ = ``logits``, ignores them, and
+    action a at step t pays r_t = ``step_rewards[t, a]``; the episode terminates after step T − 1.
+
+    Every trajectory τ = (a_0, …, a_{T−1}) is enumerated, p_θ(τ) = Π_t π_θ(a_t), and with the
+    reward-to-go Ĝ_t = Σ_{k≥t} γ^{k−t} r_k the expectations are sums over τ, not samples.
+    """
+    steps, n_actions = step_rewards.shape
+    theta = logits.detach().clone().requires_grad_(True)
+    log_pi = torch.log_softmax(theta, dim=0)
+    discounts = gamma ** torch.arange(steps, dtype=step_rewards.dtype)
+    ends = torch.zeros(steps, dtype=torch.bool)
+    ends[-1] = True
+    objective = weighted = unweighted = torch.zeros(())
+    for actions in itertools.product(range(n_actions), repeat=steps):
+        a = torch.tensor(actions)
+        rewards = step_rewards[torch.arange(steps), a]
+        logp = log_pi[a]
+        prob = logp.sum().exp()
+        returns = reward_to_go(rewards, ends, ends, gamma)
+        objective = objective + prob * (discounts * rewards).sum()
+        weighted = weighted + prob.detach() * (discounts * logp * returns).sum()
+        unweighted = unweighted + prob.detach() * (logp * returns).sum()
+    grads = [torch.autograd.grad(f, theta, retain_graph=True)[0] for f in (objective, weighted, unweighted)]
+    return DiscountWeightGradients(*grads)
