@@ -21,7 +21,7 @@ constant, baseline) and only rescales Ĝ without one, so that run has no baselin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import itertools
 import math
@@ -100,13 +100,16 @@ def train(cfg: ReinforceConfig | None = None, progress: bool = True) -> History:
 
 @dataclass
 class GradientVariance:
-    """Policy-gradient estimates ĝ from independent batches, with and without the baseline.
+    """Policy-gradient estimates ĝ from successive batches of one fixed policy, with and without
+    the baseline.
 
     ``samples[name]`` has shape (batches, parameters); ``total_variance[name]`` is
     tr Cov[ĝ] = Σ_i Var[ĝ_i], the expected squared distance of one batch's estimate from the mean.
+    ``episode_lengths`` are those of the episodes that finished while the batches were collected.
     """
 
     samples: dict[str, torch.Tensor]
+    episode_lengths: list[int] = field(default_factory=list)
 
     @property
     def total_variance(self) -> dict[str, float]:
@@ -126,7 +129,9 @@ class GradientVariance:
 def gradient_variance(
     policy: CategoricalPolicy, value_fn: ValueFunction, cfg: ReinforceConfig, batches: int, seed: int
 ) -> GradientVariance:
-    """Estimate ĝ = −∇_θ L^PG on ``batches`` fresh batches from the same policy, twice per batch:
+    """Estimate ĝ = −∇_θ L^PG on ``batches`` successive batches of the same (fixed) policy, twice
+    per batch (an episode may run across two batches, so neighbouring batches are not quite
+    independent):
 
         without baseline: Â_t = Ĝ_t         with baseline: Â_t = Ĝ_t − V_φ(s_t)
 
@@ -145,18 +150,30 @@ def gradient_variance(
             grads = torch.autograd.grad(-policy_gradient_loss(logp, adv), list(policy.parameters()), retain_graph=True)
             samples[name].append(torch.cat([g.flatten() for g in grads]))
     env.close()
-    return GradientVariance({name: torch.stack(gs) for name, gs in samples.items()})
+    return GradientVariance({name: torch.stack(gs) for name, gs in samples.items()}, collector.episodes.lengths)
 
 
 def baseline_experiment(seed: int = 0) -> GradientVariance:
-    """Notebook 01's measurement: train REINFORCE briefly, until its episodes last ~100–150 steps
-    (a policy that still has a lot to learn), then compare the gradient estimator with and
-    without its learned baseline on 30 fresh batches of 2,000 steps (10 in fast mode)."""
+    """Notebook 01's measurement: train REINFORCE briefly (24,000 steps; 8,000 in fast mode), then
+    compare the gradient estimator with and without its learned baseline on 30 successive
+    batches of 2,000 steps (10 in fast mode) from that policy, held fixed."""
     trained = train(ReinforceConfig(seed=seed, total_steps=budget(full=24_000, fast=8_000)), progress=False)
     return gradient_variance(
         trained.models["policy"], trained.models["value"], ReinforceConfig(steps_per_env=250),
         batches=budget(full=30, fast=10), seed=seed + 1,
     )
+
+
+def bootstrapped_share(policy: CategoricalPolicy, cfg: ReinforceConfig, seed: int) -> float:
+    """The share of one batch of ``policy`` whose Ĝ_t includes a bootstrap term γ^{K+1}·V_φ(s_{t+K+1}):
+    the rows whose episode is cut off (truncated, or unfinished when the batch ends) rather
+    than terminated.  It is ``reward_to_go`` with r ≡ 0, V ≡ 1 and γ = 1, which is 1 on exactly
+    those rows and 0 elsewhere."""
+    env = make_vec_env(cfg.env_id, cfg.num_envs, seed)
+    batch = Collector(env, policy, seed).collect(cfg.steps_per_env)
+    env.close()
+    zeros = torch.zeros_like(batch.rewards)
+    return float(reward_to_go(zeros, batch.terminated, batch.ends, 1.0, torch.ones_like(zeros)).mean())
 
 
 @dataclass

@@ -69,3 +69,11 @@ def test_the_update_needs_no_torch_newer_than_the_declared_2_4(monkeypatch):
     monkeypatch.setattr(agent.policy_opt, "step", lambda: grads.append([p.grad.clone() for p in agent.policy.parameters()]) or original_step())
     stats = agent.update(batch)
     assert stats["grad_norm"] == pytest.approx(float(torch.cat([g.flatten() for g in grads[0]]).norm()), rel=1e-5)
+
+
+def test_bootstrapped_share_counts_the_rows_of_cut_off_episodes():
+    agent, _ = a_batch()
+    cfg = ReinforceConfig(seed=0, **SMALL)
+    share = reinforce.bootstrapped_share(agent.policy, cfg, seed=0)
+    # a near-uniform policy's episodes last ~20 steps: only the unfinished tail of each copy's 250 steps is cut off
+    assert 0.0 < share < 0.25
