@@ -34,7 +34,7 @@ def discounted_cumsum(x: torch.Tensor, discount: float, ends: torch.Tensor) -> t
 
 
 def discounted_return(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
-    """G = Σ_t γ^t r_t of one episode (1-D ``rewards``)."""
+    """G = Σ_{t=0}^{T−1} γ^t r_t of one episode that ends after its last reward (1-D ``rewards`` of length T)."""
     powers = gamma ** torch.arange(rewards.shape[0], dtype=rewards.dtype)
     return (powers * rewards).sum()
 
@@ -46,11 +46,12 @@ def reward_to_go(
     gamma: float,
     next_values: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Ĝ_t = Σ_{k≥0} γ^k r_{t+k}, summed to the end of the episode that contains t.
+    """Ĝ_t = Σ_{k=0}^{K} γ^k r_{t+k}, where step t + K is the last step of t's episode in the stream.
 
-    Where an episode is cut off without terminating (truncation, or the end of the batch),
-    the missing tail is bootstrapped: Ĝ_t picks up γ^{k+1}·V(s_{t+k+1}) from ``next_values``
-    at that step.  Without ``next_values`` the tail counts as 0 (a pure Monte-Carlo return).
+    Nothing flows across an end.  Where that episode is cut off without terminating (truncated
+    by a time limit, or cut by the end of the stream), its missing tail is bootstrapped:
+    Ĝ_t gains γ^{K+1}·V(s_{t+K+1}), read from ``next_values[t + K]``.  A terminated episode's
+    tail is 0.  Without ``next_values`` every tail counts as 0 (a pure Monte-Carlo return).
     """
     x = rewards
     if next_values is not None:

@@ -20,9 +20,14 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
 def policy_gradient_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """L^PG(θ) = −mean_t[ log π_θ(a_t|s_t) · Â_t ].
 
-    Its gradient is −mean_t[ ∇_θ log π_θ(a_t|s_t) · Â_t ], the sample estimate of the policy
-    gradient (the log-derivative trick); minimising L^PG ascends the expected return.
-    The advantages are constants: they carry no gradient.
+    Its gradient, −mean_t[ ∇_θ log π_θ(a_t|s_t) · Â_t ], is the sample estimate of the policy
+    gradient (the log-derivative trick) in the form implementations use: without the γ^t factor
+    of the discounted objective's exact gradient (see ``reinforce``).  A step that lowers L^PG
+    moves θ along that estimate.  The advantages are constants: they carry no gradient.
+
+    L^PG is not a measure of performance: its value depends on the batch's Â (whitened ones have
+    mean 0) and can rise or fall while the return improves; only its gradient at the current θ
+    means something.
     """
     return -masked_mean(logp * advantages.detach(), mask)
 

@@ -63,14 +63,18 @@ def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, thresh
     ax.legend(fontsize="small")
 
 
-def discount_weights(gamma: float, horizon: int = 200, ax: plt.Axes | None = None) -> np.ndarray:
-    """The weight γ^k that a reward k steps ahead gets, and the effective horizon 1/(1−γ)."""
+def discount_weights(gamma: float, horizons: float = 5.0, ax: plt.Axes | None = None) -> np.ndarray:
+    """The weight γ^k that a reward k steps ahead gets, for k < horizons/(1−γ), and the effective
+    horizon 1/(1−γ) marked.  Since γ^{c/(1−γ)} ≤ e^{−c}, the default 5 horizons always reach
+    weights below e^{−5} ≈ 0.007, whatever γ in [0, 1): the plot never cuts the curve off."""
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"γ = {gamma} has no finite effective horizon: expected 0 ≤ γ < 1. Fix: use e.g. γ = 0.99.")
+    horizon = 1 / (1 - gamma)
     ax = _axes(ax, (6.4, 3.0))
-    weights = gamma ** np.arange(horizon)
+    weights = gamma ** np.arange(math.ceil(horizons * horizon))
     ax.plot(weights)
-    if gamma < 1:
-        ax.axvline(1 / (1 - gamma), color="grey", ls="--", lw=1, label=f"1/(1−γ) = {1 / (1 - gamma):.0f} steps")
-        ax.legend()
+    ax.axvline(horizon, color="grey", ls="--", lw=1, label=f"1/(1−γ) = {horizon:.0f} steps, where γ^k ≈ e^(−1) ≈ 0.37")
+    ax.legend()
     ax.set(xlabel="k (steps ahead)", ylabel="γ^k", ylim=(0, 1.05), title=f"γ = {gamma:.3f}")
     return weights
 

@@ -1,18 +1,30 @@
 """REINFORCE (Williams, 1992) with reward-to-go and an optional learned value baseline.
 
+The objective is the expected discounted return of the time-unlimited task,
+J_γ(θ) = E[Σ_t γ^t r_t], whose exact gradient is
+
+    ∇J_γ(θ) = E[ Σ_t γ^t ∇_θ log π_θ(a_t|s_t) · Ĝ_t ].
+
+Like practical implementations (Thomas, 2014; Nota & Thomas, 2020), the update drops the
+γ^t factor, so its expectation is not ∇J_γ (``discount_weight_gradients`` shows a case).
 One update per batch:
 
     Ĝ_t = Σ_{k≥0} γ^k r_{t+k}                       (reward-to-go, within the episode)
     Â_t = Ĝ_t − V_φ(s_t)   (or Â_t = Ĝ_t without a baseline)
-    θ ← θ + α ∇_θ mean_t[ log π_θ(a_t|s_t) · Â_t ]   (one Adam step on L^PG)
-    φ ← argmin_φ mean_t[ (V_φ(s_t) − Ĝ_t)² ]          (a few Adam steps)
+    θ ← one Adam step along ∇_θ mean_t[ log π_θ(a_t|s_t) · Â_t ]   (minimising L^PG)
+    φ ← a few Adam steps on mean_t[ (V_φ(s_t) − Ĝ_t)² ]
 
 With a baseline, an episode cut off by a time limit or by the end of the batch is
-bootstrapped from V_φ of its last state; without one, its missing tail counts as 0.
+bootstrapped from V_φ of its next state; without one, its missing tail counts as 0.
+``normalize_advantages`` whitens Â with a baseline (subtracting the batch mean is one more,
+constant, baseline) and only rescales Ĝ without one, so that run has no baseline at all.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import itertools
+import math
 
 import torch
 
@@ -39,13 +51,20 @@ class ReinforceConfig(TrainConfig):
 
 
 def advantages_and_returns(batch: Batch, value_fn: ValueFunction, cfg: ReinforceConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Â_t, Ĝ_t) for every row of the batch, as the module docstring defines them."""
+    """(Â_t, Ĝ_t) for every row of the batch: the weight of log π_θ(a_t|s_t) in the update, and
+    V_φ's regression target.
+
+    With a baseline:    Â_t = Ĝ_t − V_φ(s_t), whitened (Â − mean Â) / std Â if ``normalize_advantages``.
+    Without a baseline: Â_t = Ĝ_t, divided by std Ĝ if ``normalize_advantages``: a positive
+    scale, not centred, since subtracting the batch mean would itself be a baseline.
+    """
     if not cfg.baseline:
         returns = reward_to_go(batch.rewards, batch.terminated, batch.ends, cfg.gamma)
-        return returns, returns
+        return (returns / (returns.std() + 1e-8) if cfg.normalize_advantages else returns), returns
     values, next_values = batch.values(value_fn)
     returns = reward_to_go(batch.rewards, batch.terminated, batch.ends, cfg.gamma, next_values)
-    return returns - values, returns
+    advantages = returns - values
+    return (whiten(advantages) if cfg.normalize_advantages else advantages), returns
 
 
 class Reinforce(Agent):
@@ -60,13 +79,11 @@ class Reinforce(Agent):
         """One REINFORCE update on ``batch``; returns its statistics."""
         cfg = self.cfg
         advantages, returns = advantages_and_returns(batch, self.value_fn, cfg)
-        if cfg.normalize_advantages:
-            advantages = whiten(advantages)
         dist = self.policy(batch.obs)
         loss = policy_gradient_loss(dist.log_prob(batch.actions), advantages)
         self.policy_opt.zero_grad()
         loss.backward()
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.policy.parameters()])
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), math.inf)  # the norm, nothing clipped
         self.policy_opt.step()
         with torch.no_grad():
             kl = mean_kl(dist, self.policy(batch.obs))
@@ -83,13 +100,16 @@ def train(cfg: ReinforceConfig | None = None, progress: bool = True) -> History:
 
 @dataclass
 class GradientVariance:
-    """Policy-gradient estimates ĝ from independent batches, with and without the baseline.
+    """Policy-gradient estimates ĝ from successive batches of one fixed policy, with and without
+    the baseline.
 
     ``samples[name]`` has shape (batches, parameters); ``total_variance[name]`` is
     tr Cov[ĝ] = Σ_i Var[ĝ_i], the expected squared distance of one batch's estimate from the mean.
+    ``episode_lengths`` are those of the episodes that finished while the batches were collected.
     """
 
     samples: dict[str, torch.Tensor]
+    episode_lengths: list[int] = field(default_factory=list)
 
     @property
     def total_variance(self) -> dict[str, float]:
@@ -109,7 +129,9 @@ class GradientVariance:
 def gradient_variance(
     policy: CategoricalPolicy, value_fn: ValueFunction, cfg: ReinforceConfig, batches: int, seed: int
 ) -> GradientVariance:
-    """Estimate ĝ = −∇_θ L^PG on ``batches`` fresh batches from the same policy, twice per batch:
+    """Estimate ĝ = −∇_θ L^PG on ``batches`` successive batches of the same (fixed) policy, twice
+    per batch (an episode may run across two batches, so neighbouring batches are not quite
+    independent):
 
         without baseline: Â_t = Ĝ_t         with baseline: Â_t = Ĝ_t − V_φ(s_t)
 
@@ -128,15 +150,64 @@ def gradient_variance(
             grads = torch.autograd.grad(-policy_gradient_loss(logp, adv), list(policy.parameters()), retain_graph=True)
             samples[name].append(torch.cat([g.flatten() for g in grads]))
     env.close()
-    return GradientVariance({name: torch.stack(gs) for name, gs in samples.items()})
+    return GradientVariance({name: torch.stack(gs) for name, gs in samples.items()}, collector.episodes.lengths)
 
 
 def baseline_experiment(seed: int = 0) -> GradientVariance:
-    """Notebook 01's measurement: train REINFORCE briefly, until its episodes last ~100–150 steps
-    (a policy that still has a lot to learn), then compare the gradient estimator with and
-    without its learned baseline on 30 fresh batches of 2,000 steps (10 in fast mode)."""
+    """Notebook 01's measurement: train REINFORCE briefly (24,000 steps; 8,000 in fast mode), then
+    compare the gradient estimator with and without its learned baseline on 30 successive
+    batches of 2,000 steps (10 in fast mode) from that policy, held fixed."""
     trained = train(ReinforceConfig(seed=seed, total_steps=budget(full=24_000, fast=8_000)), progress=False)
     return gradient_variance(
         trained.models["policy"], trained.models["value"], ReinforceConfig(steps_per_env=250),
         batches=budget(full=30, fast=10), seed=seed + 1,
     )
+
+
+def bootstrapped_share(policy: CategoricalPolicy, cfg: ReinforceConfig, seed: int) -> float:
+    """The share of one batch of ``policy`` whose Ĝ_t includes a bootstrap term γ^{K+1}·V_φ(s_{t+K+1}):
+    the rows whose episode is cut off (truncated, or unfinished when the batch ends) rather
+    than terminated.  It is ``reward_to_go`` with r ≡ 0, V ≡ 1 and γ = 1, which is 1 on exactly
+    those rows and 0 elsewhere."""
+    env = make_vec_env(cfg.env_id, cfg.num_envs, seed)
+    batch = Collector(env, policy, seed).collect(cfg.steps_per_env)
+    env.close()
+    zeros = torch.zeros_like(batch.rewards)
+    return float(reward_to_go(zeros, batch.terminated, batch.ends, 1.0, torch.ones_like(zeros)).mean())
+
+
+@dataclass
+class DiscountWeightGradients:
+    """Three gradients, with respect to the logits, of a problem small enough to enumerate."""
+
+    exact: torch.Tensor  # ∇J_γ(θ), by autograd through J_γ(θ) = Σ_τ p_θ(τ) Σ_t γ^t r_t
+    with_discount_weight: torch.Tensor  # E[Σ_t γ^t ∇_θ log π_θ(a_t) Ĝ_t], the policy gradient of J_γ
+    without_discount_weight: torch.Tensor  # E[Σ_t ∇_θ log π_θ(a_t) Ĝ_t], what REINFORCE's update follows
+
+
+def discount_weight_gradients(step_rewards: torch.Tensor, logits: torch.Tensor, gamma: float) -> DiscountWeightGradients:
+    """Exact expectations on a T-step problem, T = ``step_rewards.shape[0]``: the states follow
+    each other deterministically, the policy π_θ = softmax(θ), θ = ``logits``, ignores them, and
+    action a at step t pays r_t = ``step_rewards[t, a]``; the episode terminates after step T − 1.
+
+    Every trajectory τ = (a_0, …, a_{T−1}) is enumerated, p_θ(τ) = Π_t π_θ(a_t), and with the
+    reward-to-go Ĝ_t = Σ_{k≥t} γ^{k−t} r_k the expectations are sums over τ, not samples.
+    """
+    steps, n_actions = step_rewards.shape
+    theta = logits.detach().clone().requires_grad_(True)
+    log_pi = torch.log_softmax(theta, dim=0)
+    discounts = gamma ** torch.arange(steps, dtype=step_rewards.dtype)
+    ends = torch.zeros(steps, dtype=torch.bool)
+    ends[-1] = True
+    objective = weighted = unweighted = torch.zeros(())
+    for actions in itertools.product(range(n_actions), repeat=steps):
+        a = torch.tensor(actions)
+        rewards = step_rewards[torch.arange(steps), a]
+        logp = log_pi[a]
+        prob = logp.sum().exp()
+        returns = reward_to_go(rewards, ends, ends, gamma)
+        objective = objective + prob * (discounts * rewards).sum()
+        weighted = weighted + prob.detach() * (discounts * logp * returns).sum()
+        unweighted = unweighted + prob.detach() * (logp * returns).sum()
+    grads = [torch.autograd.grad(f, theta, retain_graph=True)[0] for f in (objective, weighted, unweighted)]
+    return DiscountWeightGradients(*grads)

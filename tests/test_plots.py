@@ -26,7 +26,13 @@ def fake_history(seed, returns):
 def test_discount_weights_follow_the_slider():
     low, high = plots.discount_weights(0.5), plots.discount_weights(0.99)
     assert low[1] == pytest.approx(0.5) and high[1] == pytest.approx(0.99)
-    assert not np.allclose(low, high)
+    assert len(high) > len(low)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 0.9, 0.99, 0.999])
+def test_discount_weights_are_drawn_until_they_have_all_but_vanished(gamma):
+    weights = plots.discount_weights(gamma)
+    assert weights[-1] < 0.01 and len(weights) >= 1 / (1 - gamma)
 
 
 def test_discount_explorer_builds_a_slider_and_an_output():
