@@ -128,7 +128,8 @@ def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list
     if search.accepted:
         k = search.backtracks
         ax.plot([search.fractions[k]], [search.kls[k]], "o", ms=14, mfc="none", mec="k", label="accepted")
-    verdict = f"accepted after {search.backtracks} backtracks" if search.accepted else "rejected: parameters unchanged"
+    backtracks = f"{search.backtracks} backtrack{'' if search.backtracks == 1 else 's'}"
+    verdict = f"accepted after {backtracks}" if search.accepted else "rejected: parameters unchanged"
     verdict += f"; full step's KL̄ = {search.kls[0] / max_kl:.2f}·δ"
     ax.set_title(verdict)
     ax.legend(loc="upper left", fontsize="small")

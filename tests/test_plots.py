@@ -66,7 +66,7 @@ def test_line_search_draws_the_quadratic_model_and_reports_the_full_steps_kl_ove
     assert fractions == [1.0, 0.8] and kls == [0.0104, 0.0066]
     model = next(line for line in ax.lines if line.get_label().startswith("quadratic model"))
     assert np.allclose(model.get_ydata(), model.get_xdata() ** 2 * 0.01)
-    assert "accepted after 1 backtracks" in ax.get_title() and "1.04·δ" in ax.get_title()
+    assert "accepted after 1 backtrack;" in ax.get_title() and "1.04·δ" in ax.get_title()
 
 
 def test_step_size_trials_draw_kl_equals_delta_over_the_trpo_bounds_only():
