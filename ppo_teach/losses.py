@@ -37,9 +37,13 @@ def surrogate_advantage(
 ) -> torch.Tensor:
     """L(θ) = mean_t[ r_t(θ) · Â_t ],  r_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t) = exp(log π_θ − log π_θold).
 
-    The importance-sampled objective of TRPO (Schulman et al., 2015).  At θ = θ_old its gradient
-    equals the policy gradient; away from θ_old it estimates the new policy's improvement from
-    the old policy's data, which is only trustworthy while the two policies stay close.
+    The importance-sampled objective of TRPO (Schulman et al., 2015).  The actions were drawn from
+    π_θold, and E_{a~π_θold}[r(θ) · Â] = E_{a~π_θ}[Â] at each state, so L estimates the new
+    policy's mean advantage *on the old policy's states*.  The exact improvement needs the new
+    policy's states (Kakade and Langford, 2002); the gap is at most a constant times the largest
+    KL between the two policies over states (Schulman et al., 2015, Theorem 1 and its proof),
+    which is why TRPO bounds the KL and PPO clips the ratio.
+    At θ = θ_old, ∇L = mean_t[ ∇_θ log π_θ(a_t|s_t) · Â_t ], the policy-gradient estimate.
     """
     ratio = torch.exp(logp - logp_old.detach())
     return masked_mean(ratio * advantages.detach(), mask)

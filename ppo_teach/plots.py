@@ -97,7 +97,8 @@ def gradient_spread(samples: dict[str, np.ndarray], ax: plt.Axes | None = None) 
 
 def step_size_trials(trials: Sequence, return_before: float, axes: Sequence[plt.Axes] | None = None) -> None:
     """Return after one update, and the KL the update caused, against the update's size
-    (``StepTrial`` objects from ``trpo.StepSizeLab``; gradient steps and TRPO steps apart)."""
+    (``StepTrial`` objects from ``trpo.StepSizeLab``; gradient steps and TRPO steps apart),
+    with the line KL̄ = δ over the TRPO steps' bounds."""
     axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 3.6))[1]
     for method, marker in (("gradient step", "o-"), ("TRPO step", "s-")):
         chosen = [t for t in trials if t.method == method]
@@ -106,19 +107,21 @@ def step_size_trials(trials: Sequence, return_before: float, axes: Sequence[plt.
         axes[1].plot([t.size for t in chosen], [t.kl for t in chosen], marker, label=label)
     axes[0].axhline(return_before, color="grey", ls="--", lw=1, label="return before the update")
     axes[0].set(xscale="log", xlabel="step size (α or δ)", ylabel="mean return after one update")
-    axes[1].plot(*[[min(t.size for t in trials), max(t.size for t in trials)]] * 2, color="grey", ls=":", lw=1, label="KL = δ")
+    deltas = [t.size for t in trials if t.method == "TRPO step"]
+    if deltas:
+        axes[1].plot(*[[min(deltas), max(deltas)]] * 2, color="grey", ls=":", lw=1, label="KL̄ = δ")
     axes[1].set(xscale="log", yscale="log", xlabel="step size (α or δ)", ylabel="KL̄(π_old ‖ π_new)")
     for ax in axes:
         ax.legend(fontsize="small")
 
 
 def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list[float], list[float]]:
-    """The fractions of the full TRPO step a line search tried, with the exact KL (beside the
-    quadratic model that sized the step, fraction²·δ) and the surrogate improvement at each;
-    the accepted one is circled.  Returns (fractions, kls)."""
+    """The fractions κᵏ of the full TRPO step a line search tried, with the exact KL̄ (beside the
+    quadratic model that sized the step, ½ΔθᵀFΔθ = (κᵏ)²·δ) and the surrogate improvement at
+    each; the accepted one is circled.  Returns (fractions, kls)."""
     ax = _axes(ax, (6.4, 3.4))
     f = np.linspace(0, 1, 50)
-    ax.plot(f, f**2 * max_kl, color="C0", lw=1, alpha=0.5, label="quadratic model ½ΔθᵀFΔθ")
+    ax.plot(f, f**2 * max_kl, color="C0", lw=1, alpha=0.5, label="quadratic model ½ΔθᵀFΔθ = fraction²·δ")
     ax.plot(search.fractions, search.kls, "o-", color="C0", label="exact KL̄ at this fraction")
     ax.axhline(max_kl, color="C0", ls="--", lw=1, label=f"δ = {max_kl:.3g}")
     ax.set(xlabel="fraction of the full step tried", ylabel="KL̄", xlim=(0, 1.05), ylim=(0, max(max(search.kls), max_kl) * 1.2))
@@ -129,7 +132,9 @@ def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list
     if search.accepted:
         k = search.backtracks
         ax.plot([search.fractions[k]], [search.kls[k]], "o", ms=14, mfc="none", mec="k", label="accepted")
-    verdict = f"accepted after {search.backtracks} backtracks" if search.accepted else "rejected: parameters unchanged"
+    backtracks = f"{search.backtracks} backtrack{'' if search.backtracks == 1 else 's'}"
+    verdict = f"accepted after {backtracks}" if search.accepted else "rejected: parameters unchanged"
+    verdict += f"; full step's KL̄ = {search.kls[0] / max_kl:.2f}·δ"
     ax.set_title(verdict)
     ax.legend(loc="upper left", fontsize="small")
     return search.fractions, search.kls

@@ -8,12 +8,14 @@ Each update solves, approximately,
 Linearising L and taking the quadratic approximation KL̄ ≈ ½ Δθᵀ F Δθ (F is the Fisher
 information matrix, the Hessian of KL̄ at θ_old) gives the natural-gradient step
 
-    Δθ = √(2δ / sᵀF s) · s,   s = F⁻¹ g,   g = ∇_θ L(θ_old),
+    Δθ = √(2δ / sᵀF s) · s,   s ≈ (F + μI)⁻¹ g,   g = ∇_θ L(θ_old),
 
-where s is found by conjugate gradient using only Fisher-vector products F·v, computed by
-double backpropagation.  Because the approximations can be off, a backtracking line search
-shrinks the step until the *exact* KL̄ ≤ δ and L improves; if no fraction does, the old
-parameters are kept.  The value function is fitted separately; advantages come from GAE(λ).
+where s is found by conjugate gradient using only damped Fisher-vector products (F + μI)·v,
+computed by double backpropagation.  The damping μ only regularises the direction (F is singular when
+the policy has more parameters than the batch has states); the length uses the undamped sᵀFs, so the full step's quadratic model ½ΔθᵀFΔθ
+equals δ.  Because the approximations can be off, a backtracking line search tries the
+fractions κᵏ of the step until the *exact* KL̄ ≤ δ and L improves; if no fraction does, the
+old parameters are kept.  The value function is fitted separately; advantages come from GAE(λ).
 """
 from __future__ import annotations
 
@@ -40,9 +42,9 @@ class TRPOConfig(TrainConfig):
     total_steps: int = budget_field(full=100_000, fast=8_000)
     steps_per_env: int = bounded(125, Bounds(low=1, high=100_000, integer=True, fix="a batch needs at least one step per copy."))
     max_kl: float = bounded(0.01, Bounds(low=0.0, high=1.0, low_open=True, fix="δ is a small positive KL bound such as 0.01."))
-    damping: float = bounded(0.1, Bounds(low=0.0, fix="use a small non-negative damping such as 0.1."))
+    damping: float = bounded(0.1, Bounds(low=0.0, fix="use a small non-negative damping μ such as 0.1."))  # μ in (F + μI) s = g
     cg_iters: int = bounded(10, Bounds(low=1, high=1_000, integer=True, fix="use e.g. 10 conjugate-gradient iterations."))
-    backtrack_ratio: float = bounded(0.8, Bounds(low=0.0, high=1.0, low_open=True, high_open=True, fix="each backtrack shrinks the step by a factor in (0, 1), e.g. 0.8."))
+    backtrack_ratio: float = bounded(0.8, Bounds(low=0.0, high=1.0, low_open=True, high_open=True, fix="each backtrack shrinks the step by a factor κ in (0, 1), e.g. 0.8."))  # κ
     max_backtracks: int = bounded(10, Bounds(low=1, high=100, integer=True, fix="allow e.g. 10 backtracking steps."))
     lam: float = bounded(0.97, Bounds(low=0.0, high=1.0, fix="λ for GAE lies in [0, 1]; 0.95–0.97 is usual."))
     value_lr: float = bounded(1e-3, Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-3."))
@@ -56,13 +58,14 @@ def flat_grad(y: torch.Tensor, params: list[torch.Tensor], create_graph: bool = 
 
 
 def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], params: list[torch.Tensor], v: torch.Tensor, damping: float) -> torch.Tensor:
-    """(F + damping·I) v, with F = ∇²_θ KL̄(π_θold ‖ π_θ) at θ = θ_old, by double backprop:
+    """(F + μI) v with μ = ``damping``, F = ∇²_θ KL̄(π_θold ‖ π_θ) at θ = θ_old, by double backprop:
 
         F v = ∇_θ ( (∇_θ KL̄)ᵀ v ),
 
-    which costs two backward passes and never forms F.  At θ_old, ∇KL̄ = 0 but its Hessian is
-    the Fisher information matrix E_s E_{a~π}[∇log π(a|s) ∇log π(a|s)ᵀ].  Damping adds a
-    multiple of the identity so F + damping·I stays well conditioned.
+    a Hessian-vector product that costs two backward passes and never forms F.  At θ_old the
+    Hessian of KL̄ is the Fisher information matrix mean_s E_{a~π}[∇log π(a|s) ∇log π(a|s)ᵀ].
+    F is only positive semi-definite (its rank is at most the number of states times the number
+    of actions minus one); μ > 0 makes F + μI positive definite, as conjugate gradient needs.
     """
     grad_kl = flat_grad(kl_fn(), params, create_graph=True)
     return flat_grad(grad_kl @ v, params) + damping * v
@@ -92,7 +95,11 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
         α_k = r_kᵀr_k / p_kᵀA p_k,  x_{k+1} = x_k + α_k p_k,  r_{k+1} = r_k − α_k A p_k
         β_k = r_{k+1}ᵀr_{k+1} / r_kᵀr_k,  p_{k+1} = r_{k+1} + β_k p_k
 
-    Exact after n iterations for an n×n system; stops early once ‖r‖² < tol.
+    In exact arithmetic the directions p_k are A-conjugate, x_k minimises the A-norm error over
+    the Krylov space span{b, Ab, …, A^{k−1}b}, and x_n solves an n×n system exactly.  In floating
+    point the directions lose conjugacy, so n iterations give an approximation whose accuracy
+    depends on A's conditioning.  TRPO runs far fewer iterations than unknowns and uses x_k as
+    it is.  Stops early once ‖r‖² < tol.
     """
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
@@ -112,15 +119,22 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
 
 @dataclass
 class NaturalGradient:
-    """What one batch determines before the step size: g = ∇L(θ_old) and s ≈ F⁻¹g, with sᵀFs."""
+    """What one batch determines before the step size: g = ∇L(θ_old), s ≈ (F + μI)⁻¹g from
+    conjugate gradient, and sᵀFs with the undamped Fisher matrix F."""
 
     g: torch.Tensor
     s: torch.Tensor
     sFs: float
+    damping: float  # μ
 
-    def full_step(self, max_kl: float) -> torch.Tensor:
-        """Δθ = √(2δ / sᵀFs) · s: the step whose quadratic KL estimate ½ΔθᵀFΔθ equals δ."""
-        return math.sqrt(2 * max_kl / self.sFs) * self.s
+    def full_step(self, max_kl: float, damped_length: bool = False) -> torch.Tensor:
+        """Δθ = √(2δ / sᵀFs) · s: the step whose quadratic KL model ½ΔθᵀFΔθ equals δ.
+
+        With ``damped_length`` the length uses sᵀ(F + μI)s = sᵀFs + μ‖s‖² instead, as Schulman's
+        modular_rl and OpenAI's Spinning Up do; then ½ΔθᵀFΔθ = δ · sᵀFs / sᵀ(F + μI)s < δ.
+        """
+        curvature = self.sFs + self.damping * float(self.s @ self.s) if damped_length else self.sFs
+        return math.sqrt(2 * max_kl / curvature) * self.s
 
 
 @dataclass
@@ -157,12 +171,13 @@ class TrustRegionProblem:
             return fisher_vector_product(self.kl, self.params, v, damping)
 
         s = conjugate_gradient(Fvp, g, cg_iters)
-        return NaturalGradient(g=g, s=s, sFs=float(s @ Fvp(s)))
+        sFs = float(s @ fisher_vector_product(self.kl, self.params, s, damping=0.0))
+        return NaturalGradient(g=g, s=s, sFs=sFs, damping=damping)
 
     @torch.no_grad()
     def line_search(self, full_step: torch.Tensor, max_kl: float, ratio: float, max_backtracks: int) -> LineSearch:
-        """Try θ_old + ratio^k·Δθ for k = 0, 1, …; accept the first with KL̄ ≤ δ and L(θ) > L(θ_old).
-        If none qualifies, restore θ_old exactly."""
+        """Try θ_old + κᵏ·Δθ for k = 0, 1, …, with κ = ``ratio``; accept the first with KL̄ ≤ δ and
+        L(θ) > L(θ_old).  If none qualifies, restore θ_old exactly."""
         theta_old = parameters_to_vector(self.params).clone()
         surrogate_old = float(self.surrogate())
         result = LineSearch(accepted=False, backtracks=0, kl=0.0, improvement=0.0)
@@ -190,8 +205,11 @@ class TRPO(Agent):
         self.value_opt = adam(self.value_fn.parameters(), cfg.value_lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One TRPO update on ``batch``: natural-gradient direction, step to the trust-region
-        boundary, line search on the exact KL, then value regression.  Returns its statistics."""
+        """One TRPO update on ``batch``: natural-gradient direction, full step to the boundary of
+        the quadratic trust region (½ΔθᵀFΔθ = δ), line search on the exact KL, then value
+        regression.  Returns its statistics, among them the exact KL̄ of the full step and of the
+        accepted one (of the last one tried if none was accepted) as fractions of δ, beside the
+        quadratic model's prediction for the latter, ½ΔθᵀFΔθ/δ = (κᵏ)²."""
         cfg = self.cfg
         advantages, returns, _ = gae_and_targets(batch, self.value_fn, cfg.gamma, cfg.lam)
         problem = TrustRegionProblem(
@@ -200,13 +218,17 @@ class TRPO(Agent):
         direction = problem.natural_gradient(cfg.damping, cfg.cg_iters)
         full_step = direction.full_step(cfg.max_kl)
         search = problem.line_search(full_step, cfg.max_kl, cfg.backtrack_ratio, cfg.max_backtracks)
+        fraction = search.fractions[-1]
         return {
             "kl": search.kl,
+            "kl_over_delta": search.kl / cfg.max_kl,
+            "model_kl_over_delta": fraction**2,
+            "full_step_kl_over_delta": search.kls[0] / cfg.max_kl,
             "surrogate_improvement": search.improvement,
             "expected_improvement": float(direction.g @ full_step),
             "backtracks": search.backtracks,
             "accepted": float(search.accepted),
-            "step_norm": float(full_step.norm()) * (cfg.backtrack_ratio**search.backtracks if search.accepted else 0.0),
+            "step_norm": float(full_step.norm()) * (fraction if search.accepted else 0.0),
             "entropy": float(problem.old_dist.entropy().mean()),
             "value_loss": fit_value(self.value_fn, self.value_opt, batch.obs, returns, cfg.value_iters),
         }
@@ -278,6 +300,12 @@ class StepSizeLab:
         search = self.problem.line_search(self.direction.full_step(max_kl), max_kl, backtrack_ratio, max_backtracks)
         vector_to_parameters(theta_old, self.problem.params)
         return search
+
+    def full_step_kl(self, max_kl: float, damped_length: bool = False) -> float:
+        """Exact KL̄ of TRPO's full step for the bound δ = ``max_kl``, before any line search; its
+        length from sᵀFs, or from sᵀ(F + μI)s with ``damped_length`` (``NaturalGradient.full_step``)."""
+        theta = parameters_to_vector(self.problem.params).detach()
+        return self._measure("full step", max_kl, theta + self.direction.full_step(max_kl, damped_length), evaluate=False).kl
 
     def trpo_step(self, max_kl: float, evaluate: bool = True) -> StepTrial:
         """The step TRPO takes with bound δ = ``max_kl`` (after its line search)."""

@@ -60,3 +60,27 @@ def test_gradient_spread_measures_each_estimator_around_its_own_mean():
     # mean squared distance ≈ total variance: 10·9 and 10·1
     assert np.mean(distances["noisy"] ** 2) == pytest.approx(90, rel=0.15)
     assert np.mean(distances["quiet"] ** 2) == pytest.approx(10, rel=0.15)
+
+
+def test_line_search_draws_the_quadratic_model_and_reports_the_full_steps_kl_over_delta():
+    from ppo_teach.trpo import LineSearch
+
+    search = LineSearch(accepted=True, backtracks=1, kl=0.0066, improvement=0.008,
+                        fractions=[1.0, 0.8], kls=[0.0104, 0.0066], improvements=[0.01, 0.008])
+    _, ax = plt.subplots()
+    fractions, kls = plots.line_search(search, 0.01, ax=ax)
+    assert fractions == [1.0, 0.8] and kls == [0.0104, 0.0066]
+    model = next(line for line in ax.lines if line.get_label().startswith("quadratic model"))
+    assert np.allclose(model.get_ydata(), model.get_xdata() ** 2 * 0.01)
+    assert "accepted after 1 backtrack;" in ax.get_title() and "1.04·δ" in ax.get_title()
+
+
+def test_step_size_trials_draw_kl_equals_delta_over_the_trpo_bounds_only():
+    from ppo_teach.trpo import StepTrial
+
+    trials = [StepTrial("gradient step", lr, 10 * lr, 100.0) for lr in (0.01, 100.0)]
+    trials += [StepTrial("TRPO step", delta, 0.7 * delta, 200.0) for delta in (0.001, 0.1)]
+    _, axes = plt.subplots(1, 2)
+    plots.step_size_trials(trials, 150.0, axes=axes)
+    bound = next(line for line in axes[1].lines if line.get_label() == "KL̄ = δ")
+    assert list(bound.get_xdata()) == [0.001, 0.1] and list(bound.get_ydata()) == [0.001, 0.1]

@@ -57,12 +57,22 @@ def test_fisher_vector_product_equals_the_explicit_fisher_matrix_times_v():
     assert torch.allclose(fisher_vector_product(problem.kl, params, v, damping=0.5), F @ v + 0.5 * v, atol=1e-10)
 
 
-def test_natural_gradient_step_sits_on_the_quadratic_trust_region_boundary():
+@pytest.mark.parametrize("damping", [0.0, 0.1])
+def test_natural_gradient_step_sits_on_the_quadratic_trust_region_boundary_of_the_undamped_fisher(damping):
     _, problem = tiny_problem()
-    direction = problem.natural_gradient(damping=0.0, cg_iters=100)
+    direction = problem.natural_gradient(damping=damping, cg_iters=100)
     step = direction.full_step(0.01)
     F_step = fisher_vector_product(problem.kl, problem.params, step, damping=0.0)
     assert float(0.5 * step @ F_step) == pytest.approx(0.01, rel=1e-6)
+
+
+def test_a_damped_step_length_falls_short_of_the_boundary_by_sFs_over_its_damped_value():
+    _, problem = tiny_problem()
+    direction = problem.natural_gradient(damping=0.1, cg_iters=100)
+    step = direction.full_step(0.01, damped_length=True)
+    model = float(0.5 * step @ fisher_vector_product(problem.kl, problem.params, step, damping=0.0))
+    damped_sFs = float(direction.s @ fisher_vector_product(problem.kl, problem.params, direction.s, damping=0.1))
+    assert model == pytest.approx(0.01 * direction.sFs / damped_sFs, rel=1e-6) and model < 0.01
 
 
 def test_a_step_that_violates_the_constraint_is_rejected_and_leaves_parameters_unchanged():
@@ -98,8 +108,12 @@ def test_every_accepted_update_in_a_training_run_respects_the_kl_bound():
     assert len(h.updates) == 6
     for u in h.updates:
         assert {"kl", "surrogate_improvement", "backtracks", "accepted"} <= set(u)
+        assert u["kl_over_delta"] == pytest.approx(u["kl"] / 0.01)
         if u["accepted"]:
             assert u["kl"] <= 0.01 and u["surrogate_improvement"] > 0
+            assert u["model_kl_over_delta"] == pytest.approx(0.8 ** (2 * u["backtracks"]))
+            if u["backtracks"] == 0:
+                assert u["full_step_kl_over_delta"] == u["kl_over_delta"]
 
 
 @pytest.mark.parametrize(
