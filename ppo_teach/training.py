@@ -45,9 +45,10 @@ class TrainConfig:
     env steps, the greedy policy plays ``eval_episodes`` episodes from fresh start states; the
     run is solved when their mean return ≥ ``solve_threshold``.
 
-    That is the course's criterion.  Gymnasium's (CartPole-v1's ``reward_threshold``) is a mean
-    return ≥ 475 over 100 consecutive episodes of the policy as it acts, sampling its actions.
-    Every run that is not interrupted reports that too: when it ends (at the solve point, with
+    That is the course's criterion.  Gymnasium registers CartPole-v1 with ``reward_threshold``
+    475, and the Gym wiki's solve rule averages the return over 100 consecutive trials; the
+    course reads a trial as an episode of the policy as it acts, sampling its actions.  Every run
+    that is not interrupted reports that too: when it ends (at the solve point, with
     ``stop_when_solved``), the sampled policy plays ``final_eval_episodes`` fresh episodes.
     """
 
@@ -139,7 +140,7 @@ def run(cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent],
     optimizers, then batches are collected and handed to ``agent.update`` until the budget ends."""
     history = History(algo=algo, seed=cfg.seed, config=dataclasses.asdict(cfg))
     # One thread for the whole run, network initialisation included: the networks are tiny, so
-    # more threads only add overhead, and the same seed then gives the same curve on any machine.
+    # more threads only add overhead, and the same seed then gives the same curve whatever the thread setting.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     agent = make_agent(cfg)
