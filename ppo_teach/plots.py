@@ -52,25 +52,27 @@ def learning_curves(
     return drawn
 
 
-def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, threshold: float = 475.0) -> dict[tuple[int, float], int]:
+def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, threshold: float = 475.0) -> dict[int, int]:
     """Greedy-policy evaluation return against env steps, one line per seed, solve points marked.
-    Seeds that solve at the same point draw their dots on top of each other, so every point shared
-    by several seeds is annotated with their number.  Returns {(step, return): seeds solving there}."""
+    Seeds that solve at the same evaluation draw their dots on (or next to) each other, so every
+    evaluation where several seeds solve is annotated with their number.  Returns
+    {env steps: seeds solving there}."""
     ax = _axes(ax)
-    solve_points: dict[tuple[int, float], int] = {}
+    solves: dict[int, list[float]] = {}
     for h in histories:
         line, = ax.plot(h.eval_steps, h.eval_returns, lw=1, label=f"seed {h.seed}")
         if h.solved:
-            point = (h.steps_to_solve, h.eval_returns[h.eval_steps.index(h.steps_to_solve)])
-            ax.plot(*point, "o", color=line.get_color())
-            solve_points[point] = solve_points.get(point, 0) + 1
-    for (step, value), count in solve_points.items():
-        if count > 1:
-            ax.annotate(f"{count} seeds", (step, value), xytext=(4, -12), textcoords="offset points", fontsize="small")
+            value = h.eval_returns[h.eval_steps.index(h.steps_to_solve)]
+            ax.plot([h.steps_to_solve], [value], "o", color=line.get_color())
+            solves.setdefault(h.steps_to_solve, []).append(value)
+    for step, values in solves.items():
+        if len(values) > 1:
+            ax.annotate(f"{len(values)} seeds", (step, min(values)), xytext=(-6, -14), textcoords="offset points",
+                        ha="right", fontsize="small")
     ax.axhline(threshold, color="grey", ls="--", lw=1)
     ax.set(xlabel="environment steps", ylabel="greedy evaluation return (10 episodes)")
     ax.legend(fontsize="small")
-    return solve_points
+    return {step: len(values) for step, values in solves.items()}
 
 
 def discount_weights(gamma: float, horizons: float = 5.0, ax: plt.Axes | None = None) -> np.ndarray:
