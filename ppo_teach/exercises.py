@@ -11,7 +11,7 @@ the same inputs.  It judges what makes an answer right, not only its values:
 * PPO's update by the network parameters it leaves behind.
 
 It reports the first difference precisely (which case, which inputs, which entry, expected
-and got).  It names a known mistake only when the answer equals that mistake on every case.
+and got); for a recursion that runs backwards, the last differing entry, where the error starts.  It names a known mistake only when the answer equals that mistake on every case.
 A checker never raises for a wrong answer, so a notebook keeps running.
 """
 from __future__ import annotations
@@ -67,6 +67,7 @@ class Exercise:
     atol: float = 1e-5
     grad_wrt: tuple[str, ...] = ()  # an objective: its gradient with respect to these inputs must match too
     audit: Callable[[list[Any]], str] | None = None  # how the answer used its inputs: '' when right
+    report: Literal["first", "last"] = "first"  # which differing entry to report: "last" for a backward recursion, where the error starts
 
     def check(self, fn: Callable[..., Any]) -> CheckResult:
         return grade(self, fn)
@@ -109,7 +110,7 @@ def grade(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> CheckRes
             return CheckResult(exercise.name, False, f"{head}raised {type(answer.error).__name__}: {answer.error}")
         expected = _call(exercise.reference, case, exercise.grad_wrt)
         problem = (
-            _difference(answer.value, expected.value, exercise.atol)
+            _difference(answer.value, expected.value, exercise.atol, exercise.report)
             or _gradient_difference(answer, expected, exercise.grad_wrt, exercise.atol)
             or (exercise.audit(answer.args) if exercise.audit else "")
         )
@@ -124,22 +125,28 @@ def _fmt(v: Any) -> str:
     return repr(v)
 
 
-def _difference(got: Any, expected: torch.Tensor, atol: float) -> str:
-    """'' when ``got`` equals ``expected`` to ``atol``; otherwise what differs."""
+def _difference(got: Any, expected: torch.Tensor, atol: float, report: Literal["first", "last"] = "first") -> str:
+    """'' when ``got`` equals ``expected`` to ``atol``; otherwise what differs, at the first differing
+    entry or (``report="last"``, for a recursion that runs backwards) at the last."""
     expected = expected.detach()
     try:
         got = torch.as_tensor(got.detach() if isinstance(got, torch.Tensor) else got, dtype=expected.dtype)
     except (TypeError, ValueError, RuntimeError):
         return f"expected a tensor of shape {tuple(expected.shape)}, got {type(got).__name__}: {got!r}"
     if got.shape != expected.shape:
-        return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}"
+        scalar = (
+            ": return a 0-d tensor, e.g. torch.stack(...).sum() or a sum over a tensor; shape (1,) is a 1-element vector"
+            if expected.dim() == 0 else ""
+        )
+        return f"expected shape {tuple(expected.shape)}, got shape {tuple(got.shape)}{scalar}"
     bad = ~torch.isclose(got, expected, atol=atol, rtol=1e-5)
     if not bad.any():
         return ""
-    idx = tuple(int(i) for i in bad.nonzero()[0])
+    idx = tuple(int(i) for i in bad.nonzero()[0 if report == "first" else -1])
     where = f"[{', '.join(map(str, idx))}]" if idx else "(the scalar)"
+    which = "first difference" if report == "first" else "last difference (the recursion runs backwards: the error starts here)"
     return (
-        f"first difference at entry {where}: expected {expected[idx].item():.6g}, got {got[idx].item():.6g}\n"
+        f"{which} at entry {where}: expected {expected[idx].item():.6g}, got {got[idx].item():.6g}\n"
         f"expected {_fmt(expected)}\ngot      {_fmt(got)}"
     )
 
@@ -216,7 +223,6 @@ DISCOUNTED_RETURN = Exercise(
         ),
     },
     solutions=(advantages.discounted_return,),
-    grad_wrt=("rewards",),
 )
 
 
@@ -271,8 +277,18 @@ def _return_from_next_state(rewards, terminated, ends, gamma, next_values) -> to
     return torch.where(ends, 0.0, following) + torch.where(cut_off, next_values, 0.0)
 
 
+def _last_step_not_bootstrapped(rewards, terminated, ends, gamma, next_values) -> torch.Tensor:
+    """The reward-to-go with truncations bootstrapped but not the stream's last step when the batch
+    cut its episode off (the usual loop that starts its running sum at 0 and resets it only at ends)."""
+    values = next_values.clone()
+    if not ends[-1]:
+        values[-1] = 0.0
+    return advantages.reward_to_go(rewards, terminated, ends, gamma, values)
+
+
 REWARD_TO_GO = Exercise(
-    name="reward_to_go(rewards, terminated, ends, gamma, next_values) → Ĝ_t = Σ_{k≥0} γ^k r_{t+k}, to the end of t's episode",
+    name="reward_to_go(rewards, terminated, ends, gamma, next_values) → Ĝ_t = Σ_{k≥0} γ^k r_{t+k} to the end of t's episode, "
+    "+ γ^{K+1}·V bootstrapped where that episode is cut off",
     reference=advantages.reward_to_go,
     cases=_stream_cases,
     known_mistakes={
@@ -284,6 +300,8 @@ REWARD_TO_GO = Exercise(
         ),
         "the reward-to-go with truncations treated as terminations (a truncated episode is not bootstrapped "
         "with γ·V(s_{t+1}))": lambda r, term, ends, gamma, v: advantages.reward_to_go(r, ends, ends, gamma, v),
+        "the reward-to-go with the stream's cut-off last step not bootstrapped (truncations are): the batch "
+        "stopped mid-episode there, so Ĝ_{T−1} = r_{T−1} + γ·next_values[T−1] unless it terminated": _last_step_not_bootstrapped,
         "the reward-to-go with nothing bootstrapped (neither truncations nor the stream's cut-off last step)": lambda r, term, ends, gamma, v: (
             advantages.reward_to_go(r, term, ends, gamma)
         ),
@@ -299,6 +317,7 @@ REWARD_TO_GO = Exercise(
         "Ĝ_{t+1} at step t: the sum starts one step late (r_t left out, an off-by-one)": _return_from_next_state,
     },
     solutions=(advantages.reward_to_go, advantages.discounted_cumsum),
+    report="last",
 )
 
 
@@ -674,8 +693,9 @@ EXERCISES: dict[str, Exercise | PPOUpdateExercise] = {
 
 
 def check_discounted_return(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
-    """Grade ``fn(rewards, gamma)``: the discounted return Σ_t γ^t r_t of one episode, its value and
-    its gradient with respect to ``rewards`` (γ^t)."""
+    """Grade ``fn(rewards, gamma)``: the discounted return Σ_t γ^t r_t of one episode, a 0-d tensor.
+    A return is a value, not an objective: only its value is compared (an answer computed through
+    floats, lists or NumPy passes)."""
     return DISCOUNTED_RETURN.check(fn)
 
 
@@ -687,7 +707,8 @@ def check_reward_to_go(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, f
 
     nothing flowing back across an end; cut_t is 1 where the episode is cut off without terminating
     (a truncation, ends & ~terminated, or the stream's last step when it is not terminal).  A
-    termination is not bootstrapped."""
+    termination is not bootstrapped.  A wrong answer is reported at its last differing entry: the
+    recursion runs backwards, so that is where the error starts."""
     return REWARD_TO_GO.check(fn)
 
 

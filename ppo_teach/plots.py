@@ -29,8 +29,9 @@ def binned_episode_returns(history: History, edges: np.ndarray) -> np.ndarray:
 def learning_curves(
     runs: dict[str, Sequence[History]], ax: plt.Axes | None = None, bins: int = 40, threshold: float | None = 475.0
 ) -> dict[str, np.ndarray]:
-    """Training-episode return against env steps: per label, the median over seeds and the band
-    between the lowest and highest seed.  Returns {label: (bins, seeds) array of binned returns}."""
+    """Training-episode return against env steps: per label, the median over seeds and a shaded band
+    from the lowest to the highest seed (min–max, labelled as such).  Returns {label: (bins, seeds)
+    array of binned returns}."""
     ax = _axes(ax)
     end = max(max(h.episodes.steps, default=1) for hs in runs.values() for h in hs)
     edges = np.linspace(0, end, bins + 1)
@@ -43,7 +44,7 @@ def learning_curves(
             warnings.simplefilter("ignore", RuntimeWarning)
             median, low, high = np.nanmedian(curves, 1), np.nanmin(curves, 1), np.nanmax(curves, 1)
         line, = ax.plot(centres, median, label=f"{label} (median of {len(histories)} seeds)")
-        ax.fill_between(centres, low, high, color=line.get_color(), alpha=0.2)
+        ax.fill_between(centres, low, high, color=line.get_color(), alpha=0.2, label=f"{label}: min–max over the {len(histories)} seeds")
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"solve threshold {threshold:g}")
     ax.set(xlabel="environment steps", ylabel="training episode return")
@@ -51,29 +52,42 @@ def learning_curves(
     return drawn
 
 
-def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, threshold: float = 475.0) -> None:
-    """Greedy-policy evaluation return against env steps, one line per seed, solve points marked."""
+def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, threshold: float = 475.0) -> dict[int, int]:
+    """Greedy-policy evaluation return against env steps, one line per seed, solve points marked.
+    Seeds that solve at the same evaluation draw their dots on (or next to) each other, so every
+    evaluation where several seeds solve is annotated with their number.  Returns
+    {env steps: seeds solving there}."""
     ax = _axes(ax)
+    solves: dict[int, list[float]] = {}
     for h in histories:
         line, = ax.plot(h.eval_steps, h.eval_returns, lw=1, label=f"seed {h.seed}")
         if h.solved:
-            ax.plot([h.steps_to_solve], [h.eval_returns[h.eval_steps.index(h.steps_to_solve)]], "o", color=line.get_color())
+            value = h.eval_returns[h.eval_steps.index(h.steps_to_solve)]
+            ax.plot([h.steps_to_solve], [value], "o", color=line.get_color())
+            solves.setdefault(h.steps_to_solve, []).append(value)
+    for step, values in solves.items():
+        if len(values) > 1:
+            ax.annotate(f"{len(values)} seeds", (step, min(values)), xytext=(-6, -14), textcoords="offset points",
+                        ha="right", fontsize="small")
     ax.axhline(threshold, color="grey", ls="--", lw=1)
     ax.set(xlabel="environment steps", ylabel="greedy evaluation return (10 episodes)")
     ax.legend(fontsize="small")
+    return {step: len(values) for step, values in solves.items()}
 
 
 def discount_weights(gamma: float, horizons: float = 5.0, ax: plt.Axes | None = None) -> np.ndarray:
     """The weight γ^k that a reward k steps ahead gets, for k < horizons/(1−γ), and the effective
-    horizon 1/(1−γ) marked.  Since γ^{c/(1−γ)} ≤ e^{−c}, the default 5 horizons always reach
-    weights below e^{−5} ≈ 0.007, whatever γ in [0, 1): the plot never cuts the curve off."""
+    horizon 1/(1−γ) marked with its weight γ^{1/(1−γ)}.  Since γ^{c/(1−γ)} ≤ e^{−c} (close to it
+    only for γ near 1), the default 5 horizons always reach weights below e^{−5} ≈ 0.007,
+    whatever γ in [0, 1): the plot never cuts the curve off."""
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"γ = {gamma} has no finite effective horizon: expected 0 ≤ γ < 1. Fix: use e.g. γ = 0.99.")
     horizon = 1 / (1 - gamma)
     ax = _axes(ax, (6.4, 3.0))
     weights = gamma ** np.arange(math.ceil(horizons * horizon))
     ax.plot(weights)
-    ax.axvline(horizon, color="grey", ls="--", lw=1, label=f"1/(1−γ) = {horizon:.0f} steps, where γ^k ≈ e^(−1) ≈ 0.37")
+    ax.axvline(horizon, color="grey", ls="--", lw=1,
+               label=f"1/(1−γ) = {horizon:.4g} steps, where γ^k = {gamma ** horizon:.2f} (at most e^(−1) ≈ 0.37)")
     ax.legend()
     ax.set(xlabel="k (steps ahead)", ylabel="γ^k", ylim=(0, 1.05), title=f"γ = {gamma:.3f}")
     return weights

@@ -11,7 +11,7 @@ One update per batch:
 
     Ĝ_t = Σ_{k≥0} γ^k r_{t+k}                       (reward-to-go, within the episode)
     Â_t = Ĝ_t − V_φ(s_t)   (or Â_t = Ĝ_t without a baseline)
-    θ ← one Adam step along ∇_θ mean_t[ log π_θ(a_t|s_t) · Â_t ]   (minimising L^PG)
+    θ ← one Adam step computed from ∇_θ mean_t[ log π_θ(a_t|s_t) · Â_t ]   (minimising L^PG)
     φ ← a few Adam steps on mean_t[ (V_φ(s_t) − Ĝ_t)² ]
 
 With a baseline, an episode cut off by a time limit or by the end of the batch is
@@ -164,16 +164,41 @@ def baseline_experiment(seed: int = 0) -> GradientVariance:
     )
 
 
-def bootstrapped_share(policy: CategoricalPolicy, cfg: ReinforceConfig, seed: int) -> float:
-    """The share of one batch of ``policy`` whose Ĝ_t includes a bootstrap term γ^{K+1}·V_φ(s_{t+K+1}):
-    the rows whose episode is cut off (truncated, or unfinished when the batch ends) rather
-    than terminated.  It is ``reward_to_go`` with r ≡ 0, V ≡ 1 and γ = 1, which is 1 on exactly
-    those rows and 0 elsewhere."""
+@dataclass
+class Bootstrapping:
+    """How much of one batch's reward-to-go Ĝ_t comes from V_φ rather than from rewards.
+
+    A row whose episode is cut off after K more steps (truncated, or unfinished when the batch
+    ends) has Ĝ_t = Σ_{k≤K} γ^k r_{t+k} + γ^{K+1}·V_φ(s_{t+K+1}); a terminated episode's rows have
+    no V_φ term (weight 0)."""
+
+    rows: float  # the share of rows whose Ĝ_t has a V_φ term
+    weight: float  # mean_t γ^{K+1}, the weight of V_φ in Ĝ_t (0 on terminated rows)
+    value_share: float  # mean_t γ^{K+1}·V_φ(s_{t+K+1}) / Ĝ_t, the part of Ĝ_t that V_φ supplies
+    terminations: int  # episodes that terminated in the batch
+    truncations: int  # episodes the time limit cut off in the batch
+
+
+def bootstrapping(policy: CategoricalPolicy, value_fn: ValueFunction, cfg: ReinforceConfig, seed: int) -> Bootstrapping:
+    """Measure ``Bootstrapping`` on one batch of ``policy`` from fresh start states, with Ĝ_t computed
+    as the update computes it.  With r ≡ 0 and next_values ≡ 1, ``reward_to_go`` gives the weights γ^{K+1}
+    (and with γ = 1 as well, 1 on exactly the cut-off rows); with r ≡ 0 and V_φ's next values, the V_φ part."""
     env = make_vec_env(cfg.env_id, cfg.num_envs, seed)
     batch = Collector(env, policy, seed).collect(cfg.steps_per_env)
     env.close()
+    _, next_values = batch.values(value_fn)
     zeros = torch.zeros_like(batch.rewards)
-    return float(reward_to_go(zeros, batch.terminated, batch.ends, 1.0, torch.ones_like(zeros)).mean())
+    ones = torch.ones_like(zeros)
+    weights = reward_to_go(zeros, batch.terminated, batch.ends, cfg.gamma, ones)
+    from_values = reward_to_go(zeros, batch.terminated, batch.ends, cfg.gamma, next_values)
+    returns = reward_to_go(batch.rewards, batch.terminated, batch.ends, cfg.gamma, next_values)
+    return Bootstrapping(
+        rows=float(reward_to_go(zeros, batch.terminated, batch.ends, 1.0, ones).mean()),  # 1 on cut-off rows, else 0
+        weight=float(weights.mean()),
+        value_share=float((from_values / returns).mean()),
+        terminations=int(batch.terminated.sum()),
+        truncations=int((batch.ends & ~batch.terminated).sum()),
+    )
 
 
 @dataclass

@@ -45,15 +45,33 @@ def test_reward_to_go_without_a_reset_at_episode_ends_is_rejected_and_named():
 
     result = exercises.check_reward_to_go(no_reset)
     assert not result.passed
-    assert "case 2 of 24" in result.message and "first difference at entry [0]: expected 1.9, got 4.0951" in result.message
+    assert "case 2 of 24" in result.message and "last difference (the recursion runs backwards: the error starts here) at entry [1]: expected 1, got 3.439" in result.message
     assert "no reset at episode ends" in result.message
 
 
 def test_missing_discount_is_named_with_the_first_difference():
     result = exercises.check_reward_to_go(lambda r, done, boundary, discount, v_next: right_reward_to_go(r, done, boundary, 1.0, v_next))
     assert "case 1 of 24" in result.message and "gamma=0.5" in result.message
-    assert "first difference at entry [0]: expected 1.75, got 3" in result.message
+    assert "last difference (the recursion runs backwards: the error starts here) at entry [1]: expected 1.5, got 2" in result.message
     assert "γ left out" in result.message
+
+
+def test_the_stream_cut_off_last_step_left_unbootstrapped_is_named_where_it_goes_wrong():
+    """The likeliest slip: the running sum starts at 0, so the batch's cut-off last step is not bootstrapped."""
+
+    def loop_from_zero(r, done, boundary, discount, v_next):
+        out, running = torch.zeros_like(r), 0.0
+        for t in reversed(range(len(r))):
+            if boundary[t]:
+                running = 0.0 if done[t] else v_next[t]
+            running = r[t] + discount * running
+            out[t] = running
+        return out
+
+    result = exercises.check_reward_to_go(loop_from_zero)
+    assert not result.passed and "case 4 of 24" in result.message
+    assert "at entry [2]: expected 5.5, got 1" in result.message  # the last step, where the error starts
+    assert "cut-off last step not bootstrapped (truncations are)" in result.message
 
 
 @pytest.mark.parametrize("name", FUNCTION_EXERCISES)
@@ -107,12 +125,19 @@ def test_an_answer_that_edits_its_input_in_place_is_still_graded_fairly():
 # --- objectives: values and gradients ---------------------------------------------------
 
 
-def test_discounted_return_checker_compares_the_gradient():
+def test_a_discounted_return_is_judged_by_its_value_however_it_was_computed():
+    """A return is not an objective: no gradient is asked for, so answers through floats, lists or NumPy pass."""
     assert exercises.check_discounted_return(lambda rs, g: sum(x * g**t for t, x in enumerate(rs)))
+    assert exercises.check_discounted_return(lambda rs, g: sum(x * g**t for t, x in enumerate(rs.tolist())))
+    assert exercises.check_discounted_return(lambda rs, g: float(np.sum(rs.numpy() * g ** np.arange(len(rs)))))
     undiscounted = exercises.check_discounted_return(lambda rs, g: rs.sum())
     assert not undiscounted.passed and "undiscounted sum" in undiscounted.message
-    through_floats = exercises.check_discounted_return(lambda rs, g: torch.tensor(sum(float(x.detach()) * g**t for t, x in enumerate(rs))))
-    assert not through_floats.passed and "carries no gradient at all with respect to rewards" in through_floats.message
+
+
+def test_a_one_element_vector_is_told_to_be_a_0d_tensor():
+    result = exercises.check_discounted_return(lambda rs, g: (rs * g ** torch.arange(len(rs))).sum().reshape(1))
+    assert not result.passed and "expected shape (), got shape (1,): return a 0-d tensor" in result.message
+    assert "shape (1,) is a 1-element vector" in result.message
 
 
 def right_clipped_surrogate(new_lp, old_lp, adv, clip):

@@ -35,6 +35,14 @@ def test_discount_weights_are_drawn_until_they_have_all_but_vanished(gamma):
     assert weights[-1] < 0.01 and len(weights) >= 1 / (1 - gamma)
 
 
+@pytest.mark.parametrize("gamma, weight", [(0.5, "0.25"), (0.9, "0.35"), (0.99, "0.37")])
+def test_the_effective_horizon_is_labelled_with_its_own_weight(gamma, weight):
+    """γ^{1/(1−γ)} is at most e^{−1} and close to it only for γ near 1."""
+    fig, ax = plt.subplots()
+    plots.discount_weights(gamma, ax=ax)
+    assert f"γ^k = {weight} (at most e^(−1)" in ax.get_legend_handles_labels()[1][0]
+
+
 def test_discount_explorer_builds_a_slider_and_an_output():
     box = widgets.discount_explorer()
     slider = box.children[0].children[0]
@@ -46,6 +54,24 @@ def test_learning_curves_take_the_median_over_seeds():
     drawn = plots.learning_curves(runs, bins=4)
     assert drawn["a"].shape == (4, 3)
     assert np.nanmedian(drawn["a"], axis=1).tolist() == [20, 30, 40, 50]
+
+
+def test_the_learning_curve_band_is_labelled_min_max():
+    fig, ax = plt.subplots()
+    plots.learning_curves({"a": [fake_history(0, [10, 20]), fake_history(1, [30, 40])]}, ax=ax, bins=2)
+    assert "a: min–max over the 2 seeds" in ax.get_legend_handles_labels()[1]
+
+
+def test_seeds_solving_at_the_same_point_are_counted_on_the_plot():
+    def solved_at(seed, step, value):
+        h = fake_history(seed, [10])
+        h.eval_steps, h.eval_returns, h.steps_to_solve = [5_000, step], [100.0, value], step
+        return h
+
+    fig, ax = plt.subplots()
+    points = plots.eval_curves([solved_at(0, 8_000, 500.0), solved_at(1, 8_000, 490.0), solved_at(2, 12_000, 480.0)], ax=ax)
+    assert points == {8_000: 2, 12_000: 1}
+    assert [t.get_text() for t in ax.texts] == ["2 seeds"]
 
 
 def test_binned_returns_leave_empty_bins_as_nan():

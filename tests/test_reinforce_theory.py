@@ -71,9 +71,31 @@ def test_the_update_needs_no_torch_newer_than_the_declared_2_4(monkeypatch):
     assert stats["grad_norm"] == pytest.approx(float(torch.cat([g.flatten() for g in grads[0]]).norm()), rel=1e-5)
 
 
-def test_bootstrapped_share_counts_the_rows_of_cut_off_episodes():
+def test_bootstrapping_counts_the_rows_of_cut_off_episodes_and_the_weight_of_v():
     agent, _ = a_batch()
     cfg = ReinforceConfig(seed=0, **SMALL)
-    share = reinforce.bootstrapped_share(agent.policy, cfg, seed=0)
+    measured = reinforce.bootstrapping(agent.policy, agent.value_fn, cfg, seed=0)
     # a near-uniform policy's episodes last ~20 steps: only the unfinished tail of each copy's 250 steps is cut off
-    assert 0.0 < share < 0.25
+    assert 0.0 < measured.rows < 0.25 and measured.truncations == 0 and measured.terminations > 10
+    # each cut-off row's weight γ^{K+1} is in (0, 1); every other row's is 0
+    assert 0.0 < measured.weight < measured.rows
+
+
+def test_bootstrapping_of_episodes_that_fill_the_batch():
+    """A policy that never lets the pole fall: each copy's single episode is cut off at the batch end,
+    so row t has weight γ^{T−t}, and with V ≡ 1/(1−γ) (the true value) V's share of Ĝ_t is that weight."""
+
+    class Balancing(torch.nn.Module):  # push towards the side the pole leans to
+        def forward(self, obs):
+            lean = obs[..., 2] + 0.5 * obs[..., 3]
+            return torch.distributions.Categorical(logits=torch.stack([-50 * lean, 50 * lean], dim=-1))
+
+    class Constant(torch.nn.Module):
+        def forward(self, obs):
+            return torch.full(obs.shape[:-1], 100.0)
+
+    cfg = ReinforceConfig(seed=0, num_envs=2, steps_per_env=200, gamma=0.99)
+    measured = reinforce.bootstrapping(Balancing(), Constant(), cfg, seed=0)
+    expected = float((0.99 ** torch.arange(1, 201, dtype=torch.float64)).mean())
+    assert measured.rows == 1.0 and measured.terminations == 0 and measured.truncations == 0
+    assert measured.weight == pytest.approx(expected, rel=1e-4) and measured.value_share == pytest.approx(expected, rel=1e-4)
