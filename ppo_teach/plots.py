@@ -110,21 +110,27 @@ def gradient_spread(samples: dict[str, np.ndarray], ax: plt.Axes | None = None) 
 
 
 def step_size_trials(trials: Sequence, return_before: float, axes: Sequence[plt.Axes] | None = None) -> None:
-    """Return after one update, and the KL the update caused, against the update's size
-    (``StepTrial`` objects from ``trpo.StepSizeLab``; gradient steps and TRPO steps apart),
-    with the line KL̄ = δ over the TRPO steps' bounds."""
-    axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 3.6))[1]
+    """Three panels of ``StepTrial`` objects from ``trpo.StepSizeLab`` (gradient steps and TRPO
+    steps apart): the return after one update against its size (η or δ), the KL the update caused
+    against its size (with the line KL̄ = δ over the TRPO steps' bounds), and the return after the
+    update against that KL, where steps of either kind that moved the policy equally far meet."""
+    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(15, 3.6))[1]
     for method, marker in (("gradient step", "o-"), ("TRPO step", "s-")):
         chosen = [t for t in trials if t.method == method]
-        label = "gradient step, size = α" if method == "gradient step" else "TRPO step, size = δ"
+        label = "gradient step, size = η" if method == "gradient step" else "TRPO step, size = δ"
         axes[0].plot([t.size for t in chosen], [t.return_after for t in chosen], marker, label=label)
         axes[1].plot([t.size for t in chosen], [t.kl for t in chosen], marker, label=label)
-    axes[0].axhline(return_before, color="grey", ls="--", lw=1, label="return before the update")
-    axes[0].set(xscale="log", xlabel="step size (α or δ)", ylabel="mean return after one update")
+        axes[2].plot([t.kl for t in chosen], [t.return_after for t in chosen], marker, label=label)
+        for t in chosen:
+            axes[2].annotate(f"{t.size:g}", (t.kl, t.return_after), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+    for ax in (axes[0], axes[2]):
+        ax.axhline(return_before, color="grey", ls="--", lw=1, label="return before the update")
+    axes[0].set(xscale="log", xlabel="step size (η or δ)", ylabel="mean return after one update")
     deltas = [t.size for t in trials if t.method == "TRPO step"]
     if deltas:
         axes[1].plot(*[[min(deltas), max(deltas)]] * 2, color="grey", ls=":", lw=1, label="KL̄ = δ")
-    axes[1].set(xscale="log", yscale="log", xlabel="step size (α or δ)", ylabel="KL̄(π_old ‖ π_new)")
+    axes[1].set(xscale="log", yscale="log", xlabel="step size (η or δ)", ylabel="KL̄(π_old ‖ π_new)")
+    axes[2].set(xscale="log", xlabel="KL̄(π_old ‖ π_new) the update reached (labels: its η or δ)", ylabel="mean return after one update")
     for ax in axes:
         ax.legend(fontsize="small")
 
@@ -147,7 +153,7 @@ def line_search(search, max_kl: float, ax: plt.Axes | None = None) -> tuple[list
         k = search.backtracks
         ax.plot([search.fractions[k]], [search.kls[k]], "o", ms=14, mfc="none", mec="k", label="accepted")
     backtracks = f"{search.backtracks} backtrack{'' if search.backtracks == 1 else 's'}"
-    verdict = f"accepted after {backtracks}" if search.accepted else "rejected: parameters unchanged"
+    verdict = f"accepted after {backtracks}" if search.accepted else f"all {len(search.fractions)} fractions rejected: parameters unchanged"
     verdict += f"; full step's KL̄ = {search.kls[0] / max_kl:.2f}·δ"
     ax.set_title(verdict)
     ax.legend(loc="upper left", fontsize="small")
@@ -254,3 +260,18 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
         ax.set(ylabel=label, ylim=(0, None))
     axes[0].set_title("each dot a seed, bar the median; × did not solve")
     return drawn
+
+
+def update_stat_histogram(histories: Sequence[History], key: str, ax: plt.Axes | None = None, bound: float | None = None, label: str = "") -> np.ndarray:
+    """Histogram of one per-update statistic (``key`` in ``History.updates``) over every update of
+    every run, stacked by seed, with an optional vertical bound (δ for TRPO's KL, say).  Returns
+    the bin edges."""
+    ax = _axes(ax)
+    values = [np.asarray(h.series(key)[1], dtype=float) for h in histories]
+    edges = np.histogram_bin_edges(np.concatenate(values), bins=30)
+    ax.hist(values, bins=edges, stacked=True, label=[f"seed {h.seed}" for h in histories])
+    if bound is not None:
+        ax.axvline(bound, color="k", ls="--", lw=1, label=f"bound {bound:g}")
+    ax.set(xlabel=label or key, ylabel="updates")
+    ax.legend(fontsize="small")
+    return edges

@@ -8,14 +8,15 @@ Each update solves, approximately,
 Linearising L and taking the quadratic approximation KL̄ ≈ ½ Δθᵀ F Δθ (F is the Fisher
 information matrix, the Hessian of KL̄ at θ_old) gives the natural-gradient step
 
-    Δθ = √(2δ / sᵀF s) · s,   s ≈ (F + μI)⁻¹ g,   g = ∇_θ L(θ_old),
+    Δθ = √(2δ / uᵀF u) · u,   u ≈ (F + μI)⁻¹ g,   g = ∇_θ L(θ_old),
 
-where s is found by conjugate gradient using only damped Fisher-vector products (F + μI)·v,
-computed by double backpropagation.  The damping μ only regularises the direction (F is singular when
-the policy has more parameters than the batch has states); the length uses the undamped sᵀFs, so the full step's quadratic model ½ΔθᵀFΔθ
-equals δ.  Because the approximations can be off, a backtracking line search tries the
-fractions κᵏ of the step until the *exact* KL̄ ≤ δ and L improves; if no fraction does, the
-old parameters are kept.  The value function is fitted separately; advantages come from GAE(λ).
+where the direction u is found by conjugate gradient using only damped Fisher-vector products
+(F + μI)·v, computed by double backpropagation.  The damping μ only regularises the direction (F is
+singular when the policy has more parameters than the batch has states); the length uses the
+undamped uᵀFu, so the full step's quadratic model ½ΔθᵀFΔθ equals δ.  Because the approximations
+can be off, a backtracking line search tries the fractions κ⁰, κ¹, … of the step until the *exact*
+KL̄ ≤ δ and L improves; if none of the ``max_backtracks`` fractions does, the old parameters are
+kept.  The value function is fitted separately; advantages come from GAE(λ).
 """
 from __future__ import annotations
 
@@ -42,18 +43,19 @@ class TRPOConfig(TrainConfig):
     total_steps: int = budget_field(full=100_000, fast=8_000)
     steps_per_env: int = bounded(125, Bounds(low=1, high=100_000, integer=True, fix="a batch needs at least one step per copy."))
     max_kl: float = bounded(0.01, Bounds(low=0.0, high=1.0, low_open=True, fix="δ is a small positive KL bound such as 0.01."))
-    damping: float = bounded(0.1, Bounds(low=0.0, fix="use a small non-negative damping μ such as 0.1."))  # μ in (F + μI) s = g
+    damping: float = bounded(0.1, Bounds(low=0.0, fix="use a small non-negative damping μ such as 0.1."))  # μ in (F + μI) u = g
     cg_iters: int = bounded(10, Bounds(low=1, high=1_000, integer=True, fix="use e.g. 10 conjugate-gradient iterations."))
     backtrack_ratio: float = bounded(0.8, Bounds(low=0.0, high=1.0, low_open=True, high_open=True, fix="each backtrack shrinks the step by a factor κ in (0, 1), e.g. 0.8."))  # κ
-    max_backtracks: int = bounded(10, Bounds(low=1, high=100, integer=True, fix="allow e.g. 10 backtracking steps."))
+    # the fractions κ⁰ … κ^(max_backtracks − 1) tried, the full step included; also the most fractions an update can reject
+    max_backtracks: int = bounded(10, Bounds(low=1, high=100, integer=True, fix="try e.g. 10 fractions of the step, the full step included."))
     lam: float = bounded(0.97, Bounds(low=0.0, high=1.0, fix="λ for GAE lies in [0, 1]; 0.95–0.97 is usual."))
     value_lr: float = bounded(1e-3, Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-3."))
     value_iters: int = bounded(80, Bounds(low=1, high=10_000, integer=True, fix="use e.g. 80 value-regression steps per batch."))
 
 
-def flat_grad(y: torch.Tensor, params: list[torch.Tensor], create_graph: bool = False) -> torch.Tensor:
+def flat_grad(y: torch.Tensor, params: list[torch.Tensor], create_graph: bool = False, retain_graph: bool | None = None) -> torch.Tensor:
     """∇_θ y for a scalar y, flattened into one vector in the order of ``params``."""
-    grads = torch.autograd.grad(y, params, create_graph=create_graph)
+    grads = torch.autograd.grad(y, params, create_graph=create_graph, retain_graph=retain_graph)
     return torch.cat([g.reshape(-1) for g in grads])
 
 
@@ -64,28 +66,37 @@ def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], params: list[torch.
 
     a Hessian-vector product that costs two backward passes and never forms F.  At θ_old the
     Hessian of KL̄ is the Fisher information matrix mean_s E_{a~π}[∇log π(a|s) ∇log π(a|s)ᵀ].
-    F is only positive semi-definite (its rank is at most the number of states times the number
-    of actions minus one); μ > 0 makes F + μI positive definite, as conjugate gradient needs.
+    F is only positive semi-definite: at each state the π-weighted score vectors sum to zero,
+    Σ_a π(a|s) ∇log π(a|s) = ∇Σ_a π(a|s) = 0, so each state adds rank at most (actions − 1) and
+    F's rank is at most states·(actions − 1).  μ > 0 makes F + μI positive definite, as conjugate
+    gradient needs.
     """
     grad_kl = flat_grad(kl_fn(), params, create_graph=True)
     return flat_grad(grad_kl @ v, params) + damping * v
 
 
+def fisher_factor(policy: CategoricalPolicy, obs: torch.Tensor) -> torch.Tensor:
+    """S with F = SᵀS: one row √(π(a|s)/N) · ∇_θ log π(a|s) for each of the N states s in ``obs``
+    and each action a, built from per-sample score vectors.  F's nonzero eigenvalues are those of
+    the (N·actions)² matrix SSᵀ, which is small when the policy has more parameters than that."""
+    params = list(policy.parameters())
+    rows = []
+    for s in obs:
+        dist = policy(s)
+        for a in range(dist.probs.shape[-1]):
+            score = flat_grad(dist.log_prob(torch.tensor(a)), params, retain_graph=True)
+            rows.append(torch.sqrt(dist.probs[a].detach() / len(obs)) * score)
+    return torch.stack(rows)
+
+
 def explicit_fisher(policy: CategoricalPolicy, obs: torch.Tensor) -> torch.Tensor:
-    """F = mean_s Σ_a π(a|s) ∇_θ log π(a|s) ∇_θ log π(a|s)ᵀ, built entry by entry from score vectors.
+    """F = mean_s Σ_a π(a|s) ∇_θ log π(a|s) ∇_θ log π(a|s)ᵀ = SᵀS (``fisher_factor``).
 
     For teaching and testing only: it needs (number of parameters)² memory, which is why TRPO
     never forms F and uses ``fisher_vector_product`` instead.
     """
-    params = list(policy.parameters())
-    n = sum(p.numel() for p in params)
-    F = torch.zeros(n, n, dtype=params[0].dtype)
-    for s in obs:
-        dist = policy(s)
-        for a in range(dist.probs.shape[-1]):
-            score = torch.cat([g.reshape(-1) for g in torch.autograd.grad(dist.log_prob(torch.tensor(a)), params, retain_graph=True)])
-            F += dist.probs[a].detach() * torch.outer(score, score)
-    return F / len(obs)
+    S = fisher_factor(policy, obs)
+    return S.T @ S
 
 
 def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
@@ -95,11 +106,13 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
         α_k = r_kᵀr_k / p_kᵀA p_k,  x_{k+1} = x_k + α_k p_k,  r_{k+1} = r_k − α_k A p_k
         β_k = r_{k+1}ᵀr_{k+1} / r_kᵀr_k,  p_{k+1} = r_{k+1} + β_k p_k
 
-    In exact arithmetic the directions p_k are A-conjugate, x_k minimises the A-norm error over
-    the Krylov space span{b, Ab, …, A^{k−1}b}, and x_n solves an n×n system exactly.  In floating
-    point the directions lose conjugacy, so n iterations give an approximation whose accuracy
-    depends on A's conditioning.  TRPO runs far fewer iterations than unknowns and uses x_k as
-    it is.  Stops early once ‖r‖² < tol.
+    (Nocedal and Wright, Algorithm 5.2, with the residual's sign flipped, r = b − Ax; their β_{k+1}
+    is this β_k.)  One product A·p_k per iteration serves both α_k and r_{k+1}.  In exact arithmetic
+    the directions are A-conjugate (p_iᵀA p_j = 0 for i ≠ j), x_k minimises the error's A-norm
+    √((x − A⁻¹b)ᵀA(x − A⁻¹b)) over span{b, Ab, …, A^{k−1}b}, and x_n solves an n×n system exactly.
+    In floating point the directions lose conjugacy, so n iterations give an approximation whose
+    accuracy depends on A's conditioning.  TRPO runs far fewer iterations than unknowns and uses
+    x_k as it is.  Stops early once ‖r‖² < tol (``tol=0.0`` runs all ``iters``).
     """
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
@@ -119,22 +132,22 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
 
 @dataclass
 class NaturalGradient:
-    """What one batch determines before the step size: g = ∇L(θ_old), s ≈ (F + μI)⁻¹g from
-    conjugate gradient, and sᵀFs with the undamped Fisher matrix F."""
+    """What one batch determines before the step size: g = ∇L(θ_old), the direction
+    u ≈ (F + μI)⁻¹g from conjugate gradient, and uᵀFu with the undamped Fisher matrix F."""
 
     g: torch.Tensor
-    s: torch.Tensor
-    sFs: float
+    u: torch.Tensor
+    uFu: float
     damping: float  # μ
 
     def full_step(self, max_kl: float, damped_length: bool = False) -> torch.Tensor:
-        """Δθ = √(2δ / sᵀFs) · s: the step whose quadratic KL model ½ΔθᵀFΔθ equals δ.
+        """Δθ = √(2δ / uᵀFu) · u: the step whose quadratic KL model ½ΔθᵀFΔθ equals δ.
 
-        With ``damped_length`` the length uses sᵀ(F + μI)s = sᵀFs + μ‖s‖² instead, as Schulman's
-        modular_rl and OpenAI's Spinning Up do; then ½ΔθᵀFΔθ = δ · sᵀFs / sᵀ(F + μI)s < δ.
+        With ``damped_length`` the length uses uᵀ(F + μI)u = uᵀFu + μ‖u‖² instead, as Schulman's
+        modular_rl and OpenAI's Spinning Up do; then ½ΔθᵀFΔθ = δ · uᵀFu / uᵀ(F + μI)u < δ.
         """
-        curvature = self.sFs + self.damping * float(self.s @ self.s) if damped_length else self.sFs
-        return math.sqrt(2 * max_kl / curvature) * self.s
+        curvature = self.uFu + self.damping * float(self.u @ self.u) if damped_length else self.uFu
+        return math.sqrt(2 * max_kl / curvature) * self.u
 
 
 @dataclass
@@ -142,7 +155,7 @@ class LineSearch:
     """The outcome of a backtracking line search, with every fraction it tried."""
 
     accepted: bool
-    backtracks: int  # fractions rejected before the accepted one (all of them if none was accepted)
+    backtracks: int  # fractions rejected: k when κᵏ was accepted, all max_backtracks tried when none was
     kl: float  # KL̄ at the accepted step (at the last tried step if none was)
     improvement: float  # L(θ_new) − L(θ_old) at the same step
     fractions: list[float] = field(default_factory=list)
@@ -170,14 +183,15 @@ class TrustRegionProblem:
         def Fvp(v: torch.Tensor) -> torch.Tensor:
             return fisher_vector_product(self.kl, self.params, v, damping)
 
-        s = conjugate_gradient(Fvp, g, cg_iters)
-        sFs = float(s @ fisher_vector_product(self.kl, self.params, s, damping=0.0))
-        return NaturalGradient(g=g, s=s, sFs=sFs, damping=damping)
+        u = conjugate_gradient(Fvp, g, cg_iters)
+        uFu = float(u @ fisher_vector_product(self.kl, self.params, u, damping=0.0))
+        return NaturalGradient(g=g, u=u, uFu=uFu, damping=damping)
 
     @torch.no_grad()
     def line_search(self, full_step: torch.Tensor, max_kl: float, ratio: float, max_backtracks: int) -> LineSearch:
-        """Try θ_old + κᵏ·Δθ for k = 0, 1, …, with κ = ``ratio``; accept the first with KL̄ ≤ δ and
-        L(θ) > L(θ_old).  If none qualifies, restore θ_old exactly."""
+        """Try θ_old + κᵏ·Δθ for k = 0, 1, …, max_backtracks − 1, with κ = ``ratio``; accept the first
+        with KL̄ ≤ δ and L(θ) > L(θ_old).  If none qualifies, restore θ_old exactly; ``backtracks``
+        then counts all max_backtracks fractions as rejected."""
         theta_old = parameters_to_vector(self.params).clone()
         surrogate_old = float(self.surrogate())
         result = LineSearch(accepted=False, backtracks=0, kl=0.0, improvement=0.0)
@@ -249,7 +263,7 @@ class StepTrial:
     """One candidate update from the same batch, and what it did."""
 
     method: str  # "gradient step" or "TRPO step"
-    size: float  # the learning rate α, or δ
+    size: float  # the learning rate η, or δ
     kl: float  # KL̄(π_old ‖ π_new) on the batch's states
     return_after: float  # mean return of the new (sampling) policy
 
@@ -290,7 +304,7 @@ class StepSizeLab:
         return StepTrial(method, size, kl, after)
 
     def gradient_step(self, lr: float, evaluate: bool = True) -> StepTrial:
-        """Plain gradient ascent on the surrogate, θ_new = θ_old + α·g, with no control of the KL."""
+        """Plain gradient ascent on the surrogate, θ_new = θ_old + η·g, with no control of the KL."""
         theta = parameters_to_vector(self.problem.params).detach()
         return self._measure("gradient step", lr, theta + lr * self.direction.g, evaluate)
 

@@ -249,13 +249,56 @@ def test_a_conjugate_gradient_that_uses_the_matrix_directly_is_rejected():
     assert not result.passed and "never called Avp" in result.message
 
 
-def test_a_conjugate_gradient_with_an_extra_product_is_rejected():
+def test_a_conjugate_gradient_that_starts_from_b_minus_a_x0_is_told_that_r0_is_b():
     def textbook_start(matvec, rhs, n_iter):
         matvec(torch.zeros_like(rhs))  # r₀ = b − A·x₀ with x₀ = 0
         return right_cg(matvec, rhs, n_iter)
 
     result = exercises.check_conjugate_gradient(textbook_start)
     assert not result.passed and "made 2 products A·v in 1 iteration(s)" in result.message
+    assert "first product was A·x₀ with x₀ = 0" in result.message and "r₀ = b, which needs no product" in result.message
+
+
+def test_a_conjugate_gradient_that_multiplies_p_twice_per_iteration_is_told_to_reuse_the_product():
+    def twice(matvec, rhs, n_iter):
+        x, r, p = torch.zeros_like(rhs), rhs.clone(), rhs.clone()
+        for _ in range(n_iter):
+            alpha = (r @ r) / (p @ matvec(p))
+            x, r_next = x + alpha * p, r - alpha * matvec(p)
+            p, r = r_next + (r_next @ r_next) / (r @ r) * p, r_next
+        return x
+
+    result = exercises.check_conjugate_gradient(twice)
+    assert not result.passed and "made 2 products A·v in 1 iteration(s)" in result.message
+    assert "twice in a row on the same vector" in result.message and "exactly once per iteration, on p_k" in result.message
+
+
+def test_a_conjugate_gradient_that_changes_b_in_place_is_told_so():
+    def shares_r_with_b(matvec, rhs, n_iter):
+        x, r, p = torch.zeros_like(rhs), rhs, rhs.clone()  # r is b itself
+        rr = r @ r
+        for _ in range(n_iter):
+            Ap = matvec(p)
+            alpha = rr / (p @ Ap)
+            x += alpha * p
+            r -= alpha * Ap
+            rr_next = r @ r
+            p, rr = r + (rr_next / rr) * p, rr_next
+        return x
+
+    result = exercises.check_conjugate_gradient(shares_r_with_b)
+    assert not result.passed and "changed b in place" in result.message and "b.clone()" in result.message
+
+
+@pytest.mark.parametrize("mistake, named", [
+    (lambda matvec, rhs, n_iter: exercises._cg_variant(matvec, rhs, n_iter, aliased=True), "r, p and b one tensor"),
+    (lambda matvec, rhs, n_iter: exercises._cg_variant(matvec, rhs, n_iter, beta=lambda new, old: 1.0), "β_k = 1"),
+    (exercises._steepest_descent, "steepest descent"),
+])
+def test_each_known_conjugate_gradient_mistake_is_named_and_only_it(mistake, named):
+    result = exercises.check_conjugate_gradient(mistake)
+    assert not result.passed and f"equals {named}" in result.message
+    assert result.message.count("hint:") == 1
 
 
 def test_a_conjugate_gradient_that_stops_after_one_iteration_is_named():

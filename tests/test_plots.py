@@ -106,7 +106,23 @@ def test_step_size_trials_draw_kl_equals_delta_over_the_trpo_bounds_only():
 
     trials = [StepTrial("gradient step", lr, 10 * lr, 100.0) for lr in (0.01, 100.0)]
     trials += [StepTrial("TRPO step", delta, 0.7 * delta, 200.0) for delta in (0.001, 0.1)]
-    _, axes = plt.subplots(1, 2)
+    _, axes = plt.subplots(1, 3)
     plots.step_size_trials(trials, 150.0, axes=axes)
     bound = next(line for line in axes[1].lines if line.get_label() == "KL̄ = δ")
     assert list(bound.get_xdata()) == [0.001, 0.1] and list(bound.get_ydata()) == [0.001, 0.1]
+    trpo_steps = next(line for line in axes[2].lines if line.get_label() == "TRPO step, size = δ")
+    assert np.allclose(trpo_steps.get_xdata(), [0.0007, 0.07]) and list(trpo_steps.get_ydata()) == [200.0, 200.0]
+
+
+def test_update_stat_histogram_counts_every_update_of_every_seed():
+    from ppo_teach.history import History
+
+    histories = []
+    for seed, values in ((0, [0.7, 1.0, 1.3]), (1, [0.9, 1.1])):
+        h = History(algo="trpo", seed=seed, config={})
+        h.updates = [{"step": 1000 * (i + 1), "kl_over_delta": v} for i, v in enumerate(values)]
+        histories.append(h)
+    _, ax = plt.subplots()
+    edges = plots.update_stat_histogram(histories, "kl_over_delta", ax=ax, bound=1.0)
+    assert edges[0] == 0.7 and edges[-1] == 1.3
+    assert sum(patch.get_height() for patch in ax.patches) == 5

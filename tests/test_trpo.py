@@ -57,6 +57,16 @@ def test_fisher_vector_product_equals_the_explicit_fisher_matrix_times_v():
     assert torch.allclose(fisher_vector_product(problem.kl, params, v, damping=0.5), F @ v + 0.5 * v, atol=1e-10)
 
 
+def test_fisher_factor_gives_f_and_its_rank_is_at_most_states_times_actions_minus_one():
+    policy, problem = tiny_problem()
+    S = trpo.fisher_factor(policy, problem.obs)  # 6 states × 3 actions rows
+    F = trpo.explicit_fisher(policy, problem.obs)
+    assert torch.allclose(S.T @ S, F)
+    assert int(torch.linalg.matrix_rank(F)) == 6 * (3 - 1) < F.shape[0]
+    nonzero = torch.linalg.eigvalsh(S @ S.T)[-12:]
+    assert torch.allclose(nonzero, torch.linalg.eigvalsh(F)[-12:], atol=1e-12)
+
+
 @pytest.mark.parametrize("damping", [0.0, 0.1])
 def test_natural_gradient_step_sits_on_the_quadratic_trust_region_boundary_of_the_undamped_fisher(damping):
     _, problem = tiny_problem()
@@ -66,13 +76,13 @@ def test_natural_gradient_step_sits_on_the_quadratic_trust_region_boundary_of_th
     assert float(0.5 * step @ F_step) == pytest.approx(0.01, rel=1e-6)
 
 
-def test_a_damped_step_length_falls_short_of_the_boundary_by_sFs_over_its_damped_value():
+def test_a_damped_step_length_falls_short_of_the_boundary_by_uFu_over_its_damped_value():
     _, problem = tiny_problem()
     direction = problem.natural_gradient(damping=0.1, cg_iters=100)
     step = direction.full_step(0.01, damped_length=True)
     model = float(0.5 * step @ fisher_vector_product(problem.kl, problem.params, step, damping=0.0))
-    damped_sFs = float(direction.s @ fisher_vector_product(problem.kl, problem.params, direction.s, damping=0.1))
-    assert model == pytest.approx(0.01 * direction.sFs / damped_sFs, rel=1e-6) and model < 0.01
+    damped_uFu = float(direction.u @ fisher_vector_product(problem.kl, problem.params, direction.u, damping=0.1))
+    assert model == pytest.approx(0.01 * direction.uFu / damped_uFu, rel=1e-6) and model < 0.01
 
 
 def test_a_step_that_violates_the_constraint_is_rejected_and_leaves_parameters_unchanged():
