@@ -40,10 +40,11 @@ def surrogate_advantage(
     The importance-sampled objective of TRPO (Schulman et al., 2015).  The actions were drawn from
     π_θold, and E_{a~π_θold}[r(θ) · Â] = E_{a~π_θ}[Â] at each state, so L estimates the new
     policy's mean advantage *on the old policy's states*.  The exact improvement needs the new
-    policy's states (Kakade and Langford, 2002); the gap is at most a constant times the largest
-    KL between the two policies over states (Schulman et al., 2015, Theorem 1 and its proof),
-    which is why TRPO bounds the KL and PPO clips the ratio.
-    At θ = θ_old, ∇L = mean_t[ ∇_θ log π_θ(a_t|s_t) · Â_t ], the policy-gradient estimate.
+    policy's states (Kakade and Langford, 2002).  Schulman et al. (2015, Theorem 1) bound the gap
+    by C·max_s KL(π_old ‖ π_θ) with C = 4εγ/(1 − γ)², ε = max|A|: a bound that proves nothing at
+    the KLs used in practice (notebook 02 computes it), but the reason TRPO keeps the new policy
+    close in KL and PPO clips the ratio.  At θ = θ_old, ∇L = mean_t[ ∇_θ log π_θ(a_t|s_t) · Â_t ],
+    the γ^t-less policy-gradient direction (notebook 01).
     """
     ratio = torch.exp(logp - logp_old.detach())
     return masked_mean(ratio * advantages.detach(), mask)
