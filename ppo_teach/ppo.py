@@ -16,9 +16,12 @@ make it work, each a named option of ``PPOConfig`` that can be switched off:
 ``variant="kl_penalty"`` is the paper's second variant: no clipping, a penalty β·KL̄ whose
 coefficient β adapts to the measured KL (see ``kl``).
 
-The loss minimised on each minibatch is
+PPO is an actor-critic method: the actor π_θ is trained on advantages estimated with the critic
+V_φ.  The loss minimised on each minibatch is
 
-    −L^CLIP(θ) + c_V · L^V(φ) − c_H · H̄(π_θ)
+    −L^CLIP(θ) + c_V · L^V(φ) − c_H · H̄(π_θ)     (c_V = ``vf_coef``, c_H = ``ent_coef``)
+
+(Schulman et al., 2017, eq. 9; there the objective L^CLIP − c_V·L^V + c_H·H̄ is maximised).
 """
 from __future__ import annotations
 
@@ -44,12 +47,14 @@ from ppo_teach.losses import (
     mean_kl,
     surrogate_advantage,
     value_loss,
+    zero_gradient_fraction,
 )
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch
 from ppo_teach.training import Agent, TrainConfig, adam, budget_field, gae_and_targets, run
 
 NON_NEGATIVE = Bounds(low=0.0, fix="use a non-negative coefficient.")
+REFERENCE_EPS = 0.2  # the range [0.8, 1.2] clip fractions are measured against when the loss does not clip
 
 
 @dataclass
@@ -90,6 +95,23 @@ class PPOConfig(TrainConfig):
     @property
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
+
+    @property
+    def clips(self) -> bool:
+        return clipping_range(self.variant, self.clip_eps)[0]
+
+    @property
+    def range_eps(self) -> float:
+        return clipping_range(self.variant, self.clip_eps)[1]
+
+
+def clipping_range(variant: str, clip_eps: float) -> tuple[bool, float]:
+    """(whether the policy loss clips the ratio, the ε of the range [1 − ε, 1 + ε] that clip
+    fractions are measured against).  The loss clips in the clip variant with a finite ε; when it
+    does not, fractions are measured against ``REFERENCE_EPS``, so that a run without clipping
+    still reports how far its ratios went."""
+    clips = variant == "clip" and math.isfinite(clip_eps)
+    return clips, clip_eps if clips else REFERENCE_EPS
 
 
 def _nearest_divisor(n: int, k: int) -> int:
@@ -150,7 +172,16 @@ class PPO(Agent):
         self.kl_coef = AdaptiveKLCoefficient(beta=cfg.kl_beta_init, target=cfg.kl_target)
 
     def update(self, batch: Batch) -> dict[str, float | torch.Tensor]:
-        """``update_epochs`` passes over shuffled minibatches of ``batch``; returns the update's statistics."""
+        """``update_epochs`` passes over shuffled minibatches of ``batch``; returns the update's statistics.
+
+        Per minibatch step, averaged over the update (each measured before its step):
+        ``approx_kl`` (k3) and ``approx_kl_k1``, the KL of the policy about to be stepped from π_old;
+        ``clip_fraction``, its ratios outside [1 − ε, 1 + ε] (ε = ``cfg.range_eps``);
+        ``zero_grad_fraction``, its samples whose L^CLIP term has no gradient; the losses, the entropy,
+        each network's gradient norm before clipping.  Once per update, after it: ``kl_after`` (k3
+        over the whole batch: how far the update moved π), ``clip_fraction_after``, ``ratio`` (every
+        sample's ratio), ``explained_variance`` of the value targets by the new V.
+        """
         cfg = self.cfg
         data = prepare(batch, self.policy, self.value_fn, cfg)
         sums: dict[str, float] = {}
@@ -169,6 +200,8 @@ class PPO(Agent):
             logp_new = self.policy(data.obs).log_prob(data.actions)
             values = self.value_fn(data.obs)
         result["ratio"] = torch.exp(logp_new - data.logp_old)  # the distribution the update left behind
+        # Clipping is no hard trust region: the share of the batch's ratios left outside the range.
+        result["clip_fraction_after"] = float(clip_fraction(logp_new, data.logp_old, cfg.range_eps))
         result["kl_after"] = float(approx_kl_k3(logp_new, data.logp_old))  # how far the whole update moved π
         result["explained_variance"] = float(1.0 - (data.returns - values).var() / data.returns.var().clamp(min=1e-8))
         result["epochs_run"] = epochs_run
@@ -194,8 +227,10 @@ class PPO(Agent):
         # Each network's gradient is clipped to its own global norm: with one norm over both, the
         # value loss (returns of order 100) dominates it and clipping would shrink the policy's step.
         max_norm = cfg.max_grad_norm if cfg.clip_grad_norm else math.inf
-        grad_norm, _ = (torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm) for net in self.networks)
+        policy_grad_norm, value_grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm) for net in self.networks)
         self.optimizer.step()
+        # Measured on the minibatch before this step.  The policy loss is a surrogate around the
+        # current π_old, re-centred with every batch: its value says nothing about performance.
         with torch.no_grad():
             return {
                 "policy_loss": float(-objective),
@@ -203,8 +238,10 @@ class PPO(Agent):
                 "entropy": float(entropy),
                 "approx_kl": float(approx_kl_k3(logp, mb.logp_old)),
                 "approx_kl_k1": float(approx_kl_k1(logp, mb.logp_old)),
-                "clip_fraction": float(clip_fraction(logp, mb.logp_old, cfg.clip_eps)),
-                "grad_norm": float(grad_norm),
+                "clip_fraction": float(clip_fraction(logp, mb.logp_old, cfg.range_eps)),
+                "zero_grad_fraction": float(zero_gradient_fraction(logp, mb.logp_old, advantages, cfg.clip_eps if cfg.clips else math.inf)),
+                "policy_grad_norm": float(policy_grad_norm),
+                "value_grad_norm": float(value_grad_norm),
             }
 
 
