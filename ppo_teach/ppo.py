@@ -98,10 +98,12 @@ class PPOConfig(TrainConfig):
 
     @property
     def clips(self) -> bool:
+        """Whether the policy loss clips the ratio (see ``clipping_range``)."""
         return clipping_range(self.variant, self.clip_eps)[0]
 
     @property
     def range_eps(self) -> float:
+        """The ε that clip fractions are measured against (see ``clipping_range``)."""
         return clipping_range(self.variant, self.clip_eps)[1]
 
 
@@ -225,7 +227,8 @@ class PPO(Agent):
         self.optimizer.zero_grad()
         loss.backward()
         # Each network's gradient is clipped to its own global norm: with one norm over both, the
-        # value loss (returns of order 100) dominates it and clipping would shrink the policy's step.
+        # value loss's gradient (hundreds of times the policy's, notebook 03 measures) would set it
+        # and clipping would shrink the policy's step.
         max_norm = cfg.max_grad_norm if cfg.clip_grad_norm else math.inf
         policy_grad_norm, value_grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm) for net in self.networks)
         self.optimizer.step()

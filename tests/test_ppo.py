@@ -216,7 +216,7 @@ def test_without_clipping_the_kl_per_update_explodes_and_the_lab_run_fails(full_
             variant: ppo.train(ppo.lab_config(update_epochs=40, lr=3e-3, variant=variant, seed=seed, total_steps=20_000), progress=False)
             for variant in ("clip", "no clipping (ε = ∞)", "adaptive KL penalty")
         }
-        kl = {variant: h.series("approx_kl")[1].mean() for variant, h in runs.items()}
+        kl = {variant: h.series("kl_after")[1].mean() for variant, h in runs.items()}
         assert kl["no clipping (ε = ∞)"] > 10 * kl["clip"], kl
         assert runs["clip"].solved and not runs["no clipping (ε = ∞)"].solved
         assert kl["adaptive KL penalty"] < 3 * runs["adaptive KL penalty"].config["kl_target"], kl
