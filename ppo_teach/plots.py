@@ -264,7 +264,9 @@ def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> d
 
 def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | None = None) -> dict[str, list]:
     """Env steps and training seconds to solve, per group (``{algorithm: [bench.Result, ...]}``), one
-    dot per seed; a seed that did not solve is drawn as × above the solved ones.  Returns {group: steps}."""
+    dot per seed, filled where the stopped policy also meets Gymnasium's criterion (sampled return
+    over 100 episodes ≥ 475), hollow where it meets only the course's; a seed that did not solve is
+    drawn as × above the solved ones.  Returns {group: steps}."""
     axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 3.6))[1]
     solved_steps = [r.steps_to_solve for rows in groups.values() for r in rows if r.steps_to_solve is not None]
     unsolved_at = 1.15 * max(solved_steps, default=1)
@@ -275,12 +277,14 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
         drawn[label] = steps
         for x, r in zip(i + jitter, rows):
             solved = r.steps_to_solve is not None
-            axes[0].plot(x, r.steps_to_solve if solved else unsolved_at, "o" if solved else "x", color=f"C{i}")
-            axes[1].plot(x, r.wall_s, "o" if solved else "x", color=f"C{i}")
+            face = f"C{i}" if r.sampled_return is not None and r.sampled_return >= 475 else "none"
+            style = {"marker": "o" if solved else "x", "color": f"C{i}", "mfc": face, "ls": "none"}
+            axes[0].plot(x, r.steps_to_solve if solved else unsolved_at, **style)
+            axes[1].plot(x, r.wall_s, **style)
         if all(s is not None for s in steps):
             axes[0].hlines(np.median(steps), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
     for ax, label in zip(axes, ("environment steps to solve", "training seconds to solve")):
         ax.set_xticks(range(len(groups)), list(groups))
         ax.set(ylabel=label, ylim=(0, None))
-    axes[0].set_title("each dot a seed, bar the median; × did not solve")
+    axes[0].set_title("a dot per seed (filled: Gymnasium's criterion met too), bar the median; × not solved", fontsize="medium")
     return drawn

@@ -88,3 +88,13 @@ def test_the_lab_offers_the_learning_rates_its_text_asks_for():
     box = widgets.ppo_lab(total_steps=1_000)
     lr = next(c for c in box.children[0].children if c.description == "lr")
     assert 3e-3 in [value for _, value in lr.options] and lr.value == 1e-3
+
+
+def test_solve_comparison_fills_the_seeds_that_meet_gymnasiums_criterion_too():
+    from ppo_teach.bench import Result
+
+    rows = [Result("ppo", 0, 10_000, 2.0, 500.0), Result("ppo", 1, 15_000, 3.0, 300.0), Result("ppo", 2, None, 9.0, 20.0)]
+    axes = plt.subplots(1, 2)[1]
+    assert plots.solve_comparison({"ppo": rows}, axes=axes) == {"ppo": [10_000, 15_000, None]}
+    dots = [line for line in axes[0].lines if line.get_marker() in ("o", "x")]
+    assert [line.get_markerfacecolor() == "none" for line in dots] == [False, True, True]
