@@ -8,7 +8,8 @@ make it work, each a named option of ``PPOConfig`` that can be switched off:
     the clipped surrogate           clip_eps (math.inf: no clipping)
     a clipped value loss            clip_vloss
     an entropy bonus                ent_coef
-    gradient-norm clipping          clip_grad_norm, max_grad_norm (the global norm of each network)
+    gradient-norm clipping          clip_grad_norm, max_grad_norm (the global norm of each network,
+                                    or of both together with joint_grad_norm)
     learning-rate annealing         anneal_lr
     orthogonal initialization       orthogonal_init
     early stop at a target KL       target_kl (None: off)
@@ -75,6 +76,7 @@ class PPOConfig(TrainConfig):
     vf_coef: float = bounded(0.5, NON_NEGATIVE)
     clip_grad_norm: bool = True
     max_grad_norm: float = bounded(0.5, Bounds(low=0.0, low_open=True, fix="use a positive norm such as 0.5."))
+    joint_grad_norm: bool = False  # one norm over both networks' gradients, as in CleanRL's ppo.py
     target_kl: float | None = None
     kl_target: float = bounded(0.01, Bounds(low=0.0, low_open=True, fix="d_targ is a small positive KL such as 0.01."))
     kl_beta_init: float = bounded(1.0, Bounds(low=0.0, low_open=True, fix="start β at a positive value such as 1."))
@@ -226,11 +228,14 @@ class PPO(Agent):
         loss = -objective + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
         self.optimizer.zero_grad()
         loss.backward()
-        # Each network's gradient is clipped to its own global norm: with one norm over both, the
-        # value loss's gradient (hundreds of times the policy's, notebook 03 measures) would set it
-        # and clipping would shrink the policy's step.
+        # Each network's gradient is clipped to its own global norm, unless ``joint_grad_norm``: with
+        # one norm over both, the critic's gradient, far the larger while PPO learns, sets it
+        # (notebook 03 measures both norms, and what joint clipping changes).
         max_norm = cfg.max_grad_norm if cfg.clip_grad_norm else math.inf
-        policy_grad_norm, value_grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm) for net in self.networks)
+        per_network = math.inf if cfg.joint_grad_norm else max_norm
+        policy_grad_norm, value_grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), per_network) for net in self.networks)
+        if cfg.joint_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for net in self.networks for p in net.parameters()], max_norm)
         self.optimizer.step()
         # Measured on the minibatch before this step.  The policy loss is a surrogate around the
         # current π_old, re-centred with every batch: its value says nothing about performance.

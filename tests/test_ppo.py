@@ -20,7 +20,7 @@ from ppo_teach.kl import AdaptiveKLCoefficient
 from ppo_teach.losses import approx_kl_k1, approx_kl_k3, clip_fraction, clipped_surrogate, clipped_value_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.ppo import PPOConfig
-from ppo_teach.rollout import record_episode
+from ppo_teach.rollout import Collector, record_episode
 
 EPS = 0.2
 
@@ -155,6 +155,25 @@ def test_an_update_records_what_the_lab_shows():
     assert 0 <= u["zero_grad_fraction"] <= u["clip_fraction"] <= 1 and u["approx_kl"] >= 0
     assert len(h.distributions["ratio"]) == 2 and len(h.distributions["ratio"][0]) == 1_000
     assert h.updates[1]["lr"] < h.updates[0]["lr"]  # annealed
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_gradient_clipping_per_network_or_joint(joint):
+    """Per network (the default): each network's gradient norm ≤ max_grad_norm; joint: both together."""
+    cfg = PPOConfig(seed=0, update_epochs=2, joint_grad_norm=joint, **SHORT)
+    agent = ppo.PPO(cfg)
+    batch = Collector(make_vec_env("CartPole-v1", cfg.num_envs, 0), agent.policy, 0).collect(cfg.steps_per_env)
+    seen = []  # each network's gradient norm as the optimizer receives it
+    agent.optimizer.register_step_pre_hook(lambda *_: seen.append(
+        [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])).item() for net in agent.networks]))
+    stats = agent.update(batch)
+    joint_norms = [math.hypot(*pair) for pair in seen]
+    bound = cfg.max_grad_norm * (1 + 1e-4)
+    assert stats["value_grad_norm"] > cfg.max_grad_norm  # clipping is active on this batch
+    if joint:
+        assert max(joint_norms) <= bound
+    else:
+        assert max(max(pair) for pair in seen) <= bound and max(joint_norms) > bound
 
 
 def test_early_stop_at_the_target_kl():
