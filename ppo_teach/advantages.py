@@ -64,7 +64,12 @@ def reward_to_go(
 def td_errors(
     rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor, gamma: float
 ) -> torch.Tensor:
-    """δ_t = r_t + γ·(1 − terminated_t)·V(s_{t+1}) − V(s_t)."""
+    """δ_t = r_t + γ·(1 − terminated_t)·V(s_{t+1}) − V(s_t), the TD error.
+
+    If V is the policy's value function V^π, E[δ_t | s_t, a_t] = Q^π(s_t, a_t) − V^π(s_t) = A^π(s_t, a_t):
+    δ_t is an unbiased estimate of the advantage, and a biased one wherever V is wrong
+    (Schulman et al., 2016, §3).
+    """
     return rewards + gamma * (1.0 - terminated.to(rewards.dtype)) * next_values - values
 
 
@@ -77,12 +82,15 @@ def gae(
     gamma: float,
     lam: float,
 ) -> torch.Tensor:
-    """Generalized Advantage Estimation (Schulman et al., 2016):
+    """Generalized Advantage Estimation (Schulman et al., 2016, §3):
 
-        Â_t = Σ_{k≥0} (γλ)^k δ_{t+k},   summed to the end of the episode that contains t,
+        Â_t = Σ_{l≥0} (γλ)^l δ_{t+l},   summed to the end of the episode that contains t,
 
-    computed as Â_t = δ_t + γλ·(1 − end_t)·Â_{t+1}.  λ = 0 gives the TD error δ_t;
-    λ = 1 gives the bootstrapped Monte-Carlo return minus V(s_t).
+    computed as Â_t = δ_t + γλ·(1 − end_t)·Â_{t+1}.  Equivalently, the k-step estimators
+    Â_t^(k) = Σ_{l<k} γ^l δ_{t+l} = r_t + … + γ^{k−1} r_{t+k−1} + γ^k V(s_{t+k}) − V(s_t) averaged with
+    weights (1 − λ)λ^{k−1}, k ≥ 1 (the weight past the episode's end falling on its longest one), so
+    that Â_t + V(s_t) is the λ-return.  λ = 0 gives δ_t; λ = 1 gives the discounted return to the
+    episode's end minus V(s_t), bootstrapped with V where the episode was cut off.
     """
     deltas = td_errors(rewards, values, next_values, terminated, gamma)
     return discounted_cumsum(deltas, gamma * lam, ends)

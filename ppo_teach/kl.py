@@ -1,4 +1,5 @@
-"""The adaptive KL penalty coefficient of PPO's second variant (Schulman et al., 2017, §4).
+"""KL between policies: the adaptive KL penalty coefficient of PPO's second variant
+(Schulman et al., 2017, §4), and the exact moments of the sample estimators of a KL.
 
 The objective is L^KLPEN(θ) = mean_t[ r_t(θ)·Â_t ] − β · KL̄(π_old ‖ π_θ).  After each
 update the measured KL d is compared with a target d_targ:
@@ -11,7 +12,10 @@ variant "an adaptive learning rate" is a common mistake.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
 
 
 @dataclass
@@ -26,3 +30,21 @@ class AdaptiveKLCoefficient:
         elif measured_kl > self.target * 1.5:
             self.beta *= 2.0
         return self.beta
+
+
+def exact_moments(
+    estimator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], p_old: torch.Tensor, p_new: torch.Tensor
+) -> tuple[float, float]:
+    """(mean, standard deviation) of one sample of ``estimator`` (``losses.approx_kl_k1``, say) when
+    its action a is drawn from the categorical ``p_old`` and the new policy is ``p_new``:
+
+        mean = Σ_a p_old(a)·k(a),   std = sqrt( Σ_a p_old(a)·(k(a) − mean)² ),
+
+    computed exactly by evaluating the estimator on each action alone.  A mean over n samples
+    has standard deviation std/√n.
+    """
+    logp_old, logp_new = p_old.double().log(), p_new.double().log()
+    per_action = torch.stack([estimator(logp_new[a : a + 1], logp_old[a : a + 1]) for a in range(len(p_old))])
+    mean = (p_old.double() * per_action).sum()
+    std = (p_old.double() * (per_action - mean) ** 2).sum().sqrt()
+    return float(mean), float(std)

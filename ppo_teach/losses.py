@@ -95,21 +95,57 @@ def mean_kl(old: torch.distributions.Distribution, new: torch.distributions.Dist
 
 
 def approx_kl_k1(logp: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """k1 = mean_t[ log π_old(a_t|s_t) − log π_θ(a_t|s_t) ], a_t ~ π_old: an unbiased estimate of
-    KL(π_old ‖ π_θ), but single samples can be negative and it is noisy."""
+    """k1 = mean_t[ log π_old(a_t|s_t) − log π_θ(a_t|s_t) ] = mean_t[ −log r_t ], a_t ~ π_old.
+
+    Unbiased for KL(π_old ‖ π_θ) by the definition of that KL, E_{a~π_old}[log π_old(a) − log π_θ(a)].
+    Every sample whose probability went up (r_t > 1) is negative, so a mean over few samples is
+    noisy and can fall below zero (J. Schulman, "Approximating KL divergence", 2020).
+    """
     return masked_mean(logp_old - logp, mask)
 
 
 def approx_kl_k3(logp: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """k3 = mean_t[ (r_t − 1) − log r_t ], r_t = π_θ(a_t|s_t)/π_old(a_t|s_t), a_t ~ π_old.
+    """k3 = mean_t[ (r_t − 1) − log r_t ], r_t = π_θ(a_t|s_t)/π_old(a_t|s_t), a_t ~ π_old
+    (J. Schulman, "Approximating KL divergence", 2020).
 
-    Also unbiased for KL(π_old ‖ π_θ) (since E_old[r] = 1), and every sample is ≥ 0, so it
-    has lower variance than k1 (J. Schulman, "Approximating KL divergence", 2020).
+    k3 is k1 plus the control variate r_t − 1, whose mean under π_old is 0 because
+    E_old[r] = Σ_a π_θ(a) = 1: that is what keeps k3 unbiased for KL(π_old ‖ π_θ).  Every sample
+    is ≥ 0 (log r ≤ r − 1).  Its variance is lower than k1's while the policies are close and r
+    stays bounded, and higher when π_θ puts much more mass on actions π_old rarely samples (r
+    large on those samples): ``kl.exact_moments`` computes both exactly.
     """
     log_ratio = logp - logp_old
     return masked_mean(torch.expm1(log_ratio) - log_ratio, mask)
 
 
+def approx_reverse_kl(logp: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """mean_t[ r_t·log r_t − (r_t − 1) ], a_t ~ π_old: unbiased for the *reverse* KL(π_θ ‖ π_old),
+    since E_old[r·log r] = Σ_a π_θ(a)·log(π_θ(a)/π_old(a)) and E_old[r − 1] = 0; every sample is ≥ 0
+    (J. Schulman, "Approximating KL divergence", 2020).  k3 with r replaced by 1/r is not: E_old[1/r] ≠ 1.
+    """
+    ratio = torch.exp(logp - logp_old)
+    return masked_mean(ratio * (logp - logp_old) - (ratio - 1.0), mask)
+
+
 def clip_fraction(logp: torch.Tensor, logp_old: torch.Tensor, eps: float, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The fraction of samples whose ratio r_t lies outside [1 − ε, 1 + ε]."""
+    """The fraction of samples whose ratio r_t lies outside [1 − ε, 1 + ε].
+
+    Not the fraction without gradient: on the side its advantage does not favour, a ratio
+    outside the range keeps its gradient (see ``zero_gradient_fraction``).
+    """
     return masked_mean(((torch.exp(logp - logp_old) - 1.0).abs() > eps).float(), mask)
+
+
+def zero_gradient_fraction(
+    logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor, eps: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The fraction of samples whose term of L^CLIP has gradient exactly 0 with respect to θ:
+
+        (Â_t > 0 and r_t > 1 + ε)  or  (Â_t < 0 and r_t < 1 − ε)  or  Â_t = 0,
+
+    the samples where the min picks the constant clipped term (or there is no advantage).
+    A subset of the ``clip_fraction`` samples, plus those with Â_t = 0.
+    """
+    ratio = torch.exp(logp - logp_old)
+    clipped = ((advantages > 0) & (ratio > 1.0 + eps)) | ((advantages < 0) & (ratio < 1.0 - eps))
+    return masked_mean((clipped | (advantages == 0)).float(), mask)

@@ -8,7 +8,8 @@ make it work, each a named option of ``PPOConfig`` that can be switched off:
     the clipped surrogate           clip_eps (math.inf: no clipping)
     a clipped value loss            clip_vloss
     an entropy bonus                ent_coef
-    gradient-norm clipping          clip_grad_norm, max_grad_norm (the global norm of each network)
+    gradient-norm clipping          clip_grad_norm, max_grad_norm (the global norm of each network,
+                                    or of both together with joint_grad_norm)
     learning-rate annealing         anneal_lr
     orthogonal initialization       orthogonal_init
     early stop at a target KL       target_kl (None: off)
@@ -16,9 +17,12 @@ make it work, each a named option of ``PPOConfig`` that can be switched off:
 ``variant="kl_penalty"`` is the paper's second variant: no clipping, a penalty β·KL̄ whose
 coefficient β adapts to the measured KL (see ``kl``).
 
-The loss minimised on each minibatch is
+PPO is an actor-critic method: the actor π_θ is trained on advantages estimated with the critic
+V_φ.  The loss minimised on each minibatch is
 
-    −L^CLIP(θ) + c_V · L^V(φ) − c_H · H̄(π_θ)
+    −L^CLIP(θ) + c_V · L^V(φ) − c_H · H̄(π_θ)     (c_V = ``vf_coef``, c_H = ``ent_coef``)
+
+(Schulman et al., 2017, eq. 9; there the objective L^CLIP − c_V·L^V + c_H·H̄ is maximised).
 """
 from __future__ import annotations
 
@@ -44,12 +48,14 @@ from ppo_teach.losses import (
     mean_kl,
     surrogate_advantage,
     value_loss,
+    zero_gradient_fraction,
 )
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch
 from ppo_teach.training import Agent, TrainConfig, adam, budget_field, gae_and_targets, run
 
 NON_NEGATIVE = Bounds(low=0.0, fix="use a non-negative coefficient.")
+REFERENCE_EPS = 0.2  # the range [0.8, 1.2] clip fractions are measured against when the loss does not clip
 
 
 @dataclass
@@ -70,6 +76,7 @@ class PPOConfig(TrainConfig):
     vf_coef: float = bounded(0.5, NON_NEGATIVE)
     clip_grad_norm: bool = True
     max_grad_norm: float = bounded(0.5, Bounds(low=0.0, low_open=True, fix="use a positive norm such as 0.5."))
+    joint_grad_norm: bool = False  # one norm over both networks' gradients, as in CleanRL's ppo.py
     target_kl: float | None = None
     kl_target: float = bounded(0.01, Bounds(low=0.0, low_open=True, fix="d_targ is a small positive KL such as 0.01."))
     kl_beta_init: float = bounded(1.0, Bounds(low=0.0, low_open=True, fix="start β at a positive value such as 1."))
@@ -90,6 +97,25 @@ class PPOConfig(TrainConfig):
     @property
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
+
+    @property
+    def clips(self) -> bool:
+        """Whether the policy loss clips the ratio (see ``clipping_range``)."""
+        return clipping_range(self.variant, self.clip_eps)[0]
+
+    @property
+    def range_eps(self) -> float:
+        """The ε that clip fractions are measured against (see ``clipping_range``)."""
+        return clipping_range(self.variant, self.clip_eps)[1]
+
+
+def clipping_range(variant: str, clip_eps: float) -> tuple[bool, float]:
+    """(whether the policy loss clips the ratio, the ε of the range [1 − ε, 1 + ε] that clip
+    fractions are measured against).  The loss clips in the clip variant with a finite ε; when it
+    does not, fractions are measured against ``REFERENCE_EPS``, so that a run without clipping
+    still reports how far its ratios went."""
+    clips = variant == "clip" and math.isfinite(clip_eps)
+    return clips, clip_eps if clips else REFERENCE_EPS
 
 
 def _nearest_divisor(n: int, k: int) -> int:
@@ -150,7 +176,16 @@ class PPO(Agent):
         self.kl_coef = AdaptiveKLCoefficient(beta=cfg.kl_beta_init, target=cfg.kl_target)
 
     def update(self, batch: Batch) -> dict[str, float | torch.Tensor]:
-        """``update_epochs`` passes over shuffled minibatches of ``batch``; returns the update's statistics."""
+        """``update_epochs`` passes over shuffled minibatches of ``batch``; returns the update's statistics.
+
+        Per minibatch step, averaged over the update (each measured before its step):
+        ``approx_kl`` (k3) and ``approx_kl_k1``, the KL of the policy about to be stepped from π_old;
+        ``clip_fraction``, its ratios outside [1 − ε, 1 + ε] (ε = ``cfg.range_eps``);
+        ``zero_grad_fraction``, its samples whose L^CLIP term has no gradient; the losses, the entropy,
+        each network's gradient norm before clipping.  Once per update, after it: ``kl_after`` (k3
+        over the whole batch: how far the update moved π), ``clip_fraction_after``, ``ratio`` (every
+        sample's ratio), ``explained_variance`` of the value targets by the new V.
+        """
         cfg = self.cfg
         data = prepare(batch, self.policy, self.value_fn, cfg)
         sums: dict[str, float] = {}
@@ -169,6 +204,8 @@ class PPO(Agent):
             logp_new = self.policy(data.obs).log_prob(data.actions)
             values = self.value_fn(data.obs)
         result["ratio"] = torch.exp(logp_new - data.logp_old)  # the distribution the update left behind
+        # Clipping is no hard trust region: the share of the batch's ratios left outside the range.
+        result["clip_fraction_after"] = float(clip_fraction(logp_new, data.logp_old, cfg.range_eps))
         result["kl_after"] = float(approx_kl_k3(logp_new, data.logp_old))  # how far the whole update moved π
         result["explained_variance"] = float(1.0 - (data.returns - values).var() / data.returns.var().clamp(min=1e-8))
         result["epochs_run"] = epochs_run
@@ -191,11 +228,17 @@ class PPO(Agent):
         loss = -objective + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
         self.optimizer.zero_grad()
         loss.backward()
-        # Each network's gradient is clipped to its own global norm: with one norm over both, the
-        # value loss (returns of order 100) dominates it and clipping would shrink the policy's step.
+        # Each network's gradient is clipped to its own global norm, unless ``joint_grad_norm``: with
+        # one norm over both, the critic's gradient, far the larger while PPO learns, sets it
+        # (notebook 03 measures both norms, and what joint clipping changes).
         max_norm = cfg.max_grad_norm if cfg.clip_grad_norm else math.inf
-        grad_norm, _ = (torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm) for net in self.networks)
+        per_network = math.inf if cfg.joint_grad_norm else max_norm
+        policy_grad_norm, value_grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), per_network) for net in self.networks)
+        if cfg.joint_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for net in self.networks for p in net.parameters()], max_norm)
         self.optimizer.step()
+        # Measured on the minibatch before this step.  The policy loss is a surrogate around the
+        # current π_old, re-centred with every batch: its value says nothing about performance.
         with torch.no_grad():
             return {
                 "policy_loss": float(-objective),
@@ -203,8 +246,10 @@ class PPO(Agent):
                 "entropy": float(entropy),
                 "approx_kl": float(approx_kl_k3(logp, mb.logp_old)),
                 "approx_kl_k1": float(approx_kl_k1(logp, mb.logp_old)),
-                "clip_fraction": float(clip_fraction(logp, mb.logp_old, cfg.clip_eps)),
-                "grad_norm": float(grad_norm),
+                "clip_fraction": float(clip_fraction(logp, mb.logp_old, cfg.range_eps)),
+                "zero_grad_fraction": float(zero_gradient_fraction(logp, mb.logp_old, advantages, cfg.clip_eps if cfg.clips else math.inf)),
+                "policy_grad_norm": float(policy_grad_norm),
+                "value_grad_norm": float(value_grad_norm),
             }
 
 

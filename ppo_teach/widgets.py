@@ -55,11 +55,11 @@ def gae_explorer(episode: Batch, value_fn: Any, gamma: float) -> w.VBox:
 
 def ppo_lab(seed: int = 0, total_steps: int = 20_000) -> w.VBox:
     """Sliders for ε, epochs, learning rate and minibatches, a choice of variant, and a button that
-    trains PPO briefly and draws ``plots.ppo_dashboard`` (notebook 04)."""
+    trains PPO for ``total_steps`` (with a progress bar) and draws ``plots.ppo_dashboard`` (notebook 04)."""
     controls = {
         "clip_eps": w.FloatSlider(value=0.2, min=0.05, max=1.0, step=0.05, description="ε"),
         "update_epochs": w.IntSlider(value=20, min=1, max=40, description="epochs"),
-        "lr": w.FloatLogSlider(value=1e-3, base=10, min=-4, max=-1.5, step=0.25, readout_format=".1e", description="lr"),
+        "lr": w.SelectionSlider(options=[("1e-4", 1e-4), ("3e-4", 3e-4), ("1e-3", 1e-3), ("3e-3", 3e-3), ("1e-2", 1e-2)], value=1e-3, description="lr"),
         "num_minibatches": w.Dropdown(options=[1, 2, 4, 8, 20, 40], value=4, description="minibatches"),
         "variant": w.Dropdown(options=list(ppo.LAB_VARIANTS), value="clip", description="variant"),
     }

@@ -126,3 +126,47 @@ def test_update_stat_histogram_counts_every_update_of_every_seed():
     edges = plots.update_stat_histogram(histories, "kl_over_delta", ax=ax, bound=1.0)
     assert edges[0] == 0.7 and edges[-1] == 1.3
     assert sum(patch.get_height() for patch in ax.patches) == 5
+
+
+def test_update_stat_draws_a_band():
+    h = History(algo="ppo", seed=0, config={})
+    h.log_update(1000, {"kl_after": 0.01})
+    ax = plt.subplots()[1]
+    plots.update_stat([h], "kl_after", ax=ax, band=(0.003, 0.011), band_label="measured range")
+    assert any(p.get_label() == "measured range" for p in ax.patches)
+
+
+def test_ppo_dashboard_shades_the_measured_healthy_ranges():
+    from ppo_teach import ppo
+
+    h = History(algo="ppo", seed=0, config={"variant": "clip", "clip_eps": 0.2})
+    for step in (1000, 2000):
+        h.log_update(step, {"clip_fraction": 0.1, "zero_grad_fraction": 0.07, "clip_fraction_after": 0.12, "kl_after": 0.01,
+                            "approx_kl": 0.008, "approx_kl_k1": 0.009, "explained_variance": 0.5, "entropy": 0.6})
+    h.distributions["ratio"] = [[0.9, 1.1], [0.7, 1.4]]
+    axes = list(plt.subplots(2, 3)[1].flat)
+    drawn = plots.ppo_dashboard(h, axes=axes)
+    assert drawn["zero_grad_fraction"].tolist() == [0.07, 0.07] and drawn["kl_after"].tolist() == [0.01, 0.01]
+    for ax in (axes[1], axes[2], axes[3]):  # clip fraction, KL after, explained variance
+        assert any(plots.HEALTHY_LABEL in p.get_label() for p in ax.patches)
+    # A run whose loss does not clip is measured against the reference range, with no band.
+    h.config = {"variant": "kl_penalty", "clip_eps": 0.2}
+    axes = list(plt.subplots(2, 3)[1].flat)
+    plots.ppo_dashboard(h, axes=axes)
+    assert "does not clip" in axes[1].get_title() and str(1 + ppo.REFERENCE_EPS) in axes[1].get_title()
+
+
+def test_the_lab_offers_the_learning_rates_its_text_asks_for():
+    box = widgets.ppo_lab(total_steps=1_000)
+    lr = next(c for c in box.children[0].children if c.description == "lr")
+    assert 3e-3 in [value for _, value in lr.options] and lr.value == 1e-3
+
+
+def test_solve_comparison_fills_the_seeds_that_meet_gymnasiums_criterion_too():
+    from ppo_teach.bench import Result
+
+    rows = [Result("ppo", 0, 10_000, 2.0, 500.0), Result("ppo", 1, 15_000, 3.0, 300.0), Result("ppo", 2, None, 9.0, 20.0)]
+    axes = plt.subplots(1, 2)[1]
+    assert plots.solve_comparison({"ppo": rows}, axes=axes) == {"ppo": [10_000, 15_000, None]}
+    dots = [line for line in axes[0].lines if line.get_marker() in ("o", "x")]
+    assert [line.get_markerfacecolor() == "none" for line in dots] == [False, True, True]

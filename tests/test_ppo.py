@@ -13,13 +13,14 @@ import torch
 from torch.distributions import Categorical
 
 from ppo_teach import plots, ppo
+from ppo_teach.advantages import gae
 from ppo_teach.envs import make_vec_env
 from ppo_teach.errors import ConfigError
 from ppo_teach.kl import AdaptiveKLCoefficient
 from ppo_teach.losses import approx_kl_k1, approx_kl_k3, clip_fraction, clipped_surrogate, clipped_value_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.ppo import PPOConfig
-from ppo_teach.rollout import record_episode
+from ppo_teach.rollout import Collector, record_episode
 
 EPS = 0.2
 
@@ -87,11 +88,29 @@ def test_k1_and_k3_estimate_the_exact_kl_in_expectation():
     logp_old, logp_new = old.log_prob(actions), new.log_prob(actions)
     assert approx_kl_k1(logp_new, logp_old).item() == pytest.approx(exact, rel=0.03)
     assert approx_kl_k3(logp_new, logp_old).item() == pytest.approx(exact, rel=0.03)
-    # k3's samples are never negative, and vary less than k1's.
+    # k3's samples are never negative, and for this pair (r ≤ 2) vary less than k1's.
     k1_samples, log_ratio = logp_old - logp_new, logp_new - logp_old
     k3_samples = torch.expm1(log_ratio) - log_ratio
     assert (k3_samples >= 0).all() and (k1_samples < 0).any()
     assert k3_samples.var() < k1_samples.var()
+
+
+def test_gae_is_the_lambda_weighted_mix_of_k_step_estimators():
+    """Â_t = Σ_k (1 − λ)λ^(k−1) Â_t^(k), the weight past the episode's end on its longest estimator."""
+    gen = torch.Generator().manual_seed(0)
+    T, gamma, lam = 7, 0.9, 0.8
+    rewards, values = torch.rand(T, 1, generator=gen, dtype=torch.float64), torch.rand(T, 1, generator=gen, dtype=torch.float64)
+    next_values = torch.cat([values[1:], torch.zeros(1, 1, dtype=torch.float64)])
+    terminated = torch.zeros(T, 1, dtype=torch.bool)
+    terminated[-1] = True
+    ends = terminated.clone()
+    adv = gae(rewards, values, next_values, terminated, ends, gamma, lam)
+    for t in range(T):
+        horizon = T - t
+        k_step = [sum(gamma**l * rewards[t + l, 0] for l in range(k)) + gamma**k * (next_values[t + k - 1, 0] if t + k < T else 0) - values[t, 0]
+                  for k in range(1, horizon + 1)]
+        weights = [(1 - lam) * lam ** (k - 1) for k in range(1, horizon)] + [lam ** (horizon - 1)]
+        assert adv[t, 0].item() == pytest.approx(sum(w * a for w, a in zip(weights, k_step)).item())
 
 
 @pytest.mark.parametrize("measured, expected_beta", [(0.001, 0.5), (0.01, 1.0), (0.014, 1.0), (0.02, 2.0)])
@@ -130,11 +149,31 @@ SHORT = dict(total_steps=2_000, eval_every=1_000, eval_episodes=2)
 def test_an_update_records_what_the_lab_shows():
     h = ppo.train(PPOConfig(seed=0, **SHORT), progress=False)
     u = h.updates[0]
-    for key in ("clip_fraction", "approx_kl", "approx_kl_k1", "kl_after", "entropy", "value_loss", "explained_variance", "policy_loss", "lr"):
+    for key in ("clip_fraction", "zero_grad_fraction", "clip_fraction_after", "approx_kl", "approx_kl_k1", "kl_after", "entropy",
+                "value_loss", "explained_variance", "policy_loss", "policy_grad_norm", "value_grad_norm", "lr"):
         assert key in u and math.isfinite(u[key])
-    assert 0 <= u["clip_fraction"] <= 1 and u["approx_kl"] >= 0
+    assert 0 <= u["zero_grad_fraction"] <= u["clip_fraction"] <= 1 and u["approx_kl"] >= 0
     assert len(h.distributions["ratio"]) == 2 and len(h.distributions["ratio"][0]) == 1_000
     assert h.updates[1]["lr"] < h.updates[0]["lr"]  # annealed
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_gradient_clipping_per_network_or_joint(joint):
+    """Per network (the default): each network's gradient norm ≤ max_grad_norm; joint: both together."""
+    cfg = PPOConfig(seed=0, update_epochs=2, joint_grad_norm=joint, **SHORT)
+    agent = ppo.PPO(cfg)
+    batch = Collector(make_vec_env("CartPole-v1", cfg.num_envs, 0), agent.policy, 0).collect(cfg.steps_per_env)
+    seen = []  # each network's gradient norm as the optimizer receives it
+    agent.optimizer.register_step_pre_hook(lambda *_: seen.append(
+        [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])).item() for net in agent.networks]))
+    stats = agent.update(batch)
+    joint_norms = [math.hypot(*pair) for pair in seen]
+    bound = cfg.max_grad_norm * (1 + 1e-4)
+    assert stats["value_grad_norm"] > cfg.max_grad_norm  # clipping is active on this batch
+    if joint:
+        assert max(joint_norms) <= bound
+    else:
+        assert max(max(pair) for pair in seen) <= bound and max(joint_norms) > bound
 
 
 def test_early_stop_at_the_target_kl():
@@ -172,7 +211,10 @@ def test_lab_function_follows_its_sliders():
     clipped = ppo.train(ppo.lab_config(clip_eps=0.05, total_steps=2_000), progress=False)
     unclipped = ppo.train(ppo.lab_config(variant="no clipping (ε = ∞)", total_steps=2_000), progress=False)
     drawn_clipped, drawn_unclipped = plots.ppo_dashboard(clipped), plots.ppo_dashboard(unclipped)
-    assert drawn_clipped["clip_fraction"].mean() > 0 and drawn_unclipped["clip_fraction"].max() == 0
+    assert drawn_clipped["clip_fraction"].mean() > 0 and drawn_clipped["zero_grad_fraction"].mean() > 0
+    # Without clipping no sample loses its gradient, and the ratios are measured against [0.8, 1.2].
+    assert drawn_unclipped["zero_grad_fraction"].max() == 0 and drawn_unclipped["clip_fraction"].mean() > 0
+    assert unclipped.config["clip_eps"] == math.inf and PPOConfig(clip_eps=math.inf).range_eps == ppo.REFERENCE_EPS
     with pytest.raises(ConfigError, match="lab's"):
         ppo.lab_config(variant="trpo")
 
@@ -193,7 +235,19 @@ def test_without_clipping_the_kl_per_update_explodes_and_the_lab_run_fails(full_
             variant: ppo.train(ppo.lab_config(update_epochs=40, lr=3e-3, variant=variant, seed=seed, total_steps=20_000), progress=False)
             for variant in ("clip", "no clipping (ε = ∞)", "adaptive KL penalty")
         }
-        kl = {variant: h.series("approx_kl")[1].mean() for variant, h in runs.items()}
+        kl = {variant: h.series("kl_after")[1].mean() for variant, h in runs.items()}
         assert kl["no clipping (ε = ∞)"] > 10 * kl["clip"], kl
         assert runs["clip"].solved and not runs["no clipping (ε = ∞)"].solved
         assert kl["adaptive KL penalty"] < 3 * runs["adaptive KL penalty"].config["kl_target"], kl
+
+
+@pytest.mark.slow
+def test_the_dashboards_healthy_ranges_are_the_defaults_measured_ones(full_mode):
+    """plots.HEALTHY_RANGES: 10th–90th percentiles over the updates of the lab's default run (20,000 steps) on seeds 0–4."""
+    histories = [ppo.train(ppo.lab_config(seed=seed, total_steps=20_000), progress=False) for seed in range(5)]
+    assert all(h.solved for h in histories)
+    for key, (low, high) in plots.HEALTHY_RANGES.items():
+        values = np.concatenate([h.series(key)[1] for h in histories])
+        # The constants are the measured percentiles to two significant digits.
+        assert np.percentile(values, 10) == pytest.approx(low, rel=0.1), key
+        assert np.percentile(values, 90) == pytest.approx(high, rel=0.1), key
