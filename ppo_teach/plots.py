@@ -319,8 +319,8 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
     for ax, label in zip(axes, ("environment steps to solve", "training seconds to solve")):
         ax.set_xticks(range(len(groups)), list(groups))
         ax.set(ylabel=label, ylim=(0, None))
-    axes[0].set_title("a dot per seed (filled: Gymnasium's criterion met too), bar the median; × not solved", fontsize="medium")
-    axes[1].set_title("the same runs' training seconds (× : the whole run's), bar the median; machine-dependent", fontsize="medium")
+    axes[0].set_title("a dot per seed (filled: Gymnasium's criterion met too),\nbar the median; × not solved", fontsize="medium")
+    axes[1].set_title("the same runs' training seconds (×: the whole run's),\nbar the median; they depend on the machine", fontsize="medium")
     return drawn
 
 
