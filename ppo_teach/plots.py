@@ -223,9 +223,9 @@ def gae_lambda(episode, value_fn, gamma: float, lam: float, ax: plt.Axes | None 
 
 # Where each statistic lay with the default settings on CartPole: the 10th–90th percentile over
 # the updates of the lab's default run (20,000 steps) on seeds 0–4, all of which solved.  Explained
-# variance over the updates until each run's solve point only: once the pole stays up, most batches
-# hold no episode end, every target Ĝ_t is nearly the same number and the ratio of two tiny variances
-# means nothing.  This course's measured ranges, not universal ones; tests/test_ppo.py re-measures them.
+# variance over the updates until each run's solve point only: once the pole stays up, no episode
+# terminates (episodes end at the time limit, bootstrapped), every target Ĝ^λ_t is nearly the same
+# number and the ratio of two tiny variances means nothing.  This course's measured ranges, not universal ones; tests/test_ppo.py re-measures them.
 HEALTHY_RANGES: dict[str, tuple[float, float]] = {
     "clip_fraction": (0.0094, 0.13),
     "kl_after": (0.0028, 0.011),
