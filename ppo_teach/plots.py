@@ -272,7 +272,7 @@ def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> d
     _, explained = history.series("explained_variance")
     axes[3].plot(steps, explained, ".-")
     axes[3].axhspan(*HEALTHY_RANGES["explained_variance"], color="C2", alpha=0.15, label=f"{HEALTHY_LABEL}, until solved")
-    axes[3].set(xlabel="environment steps", ylabel="1 − Var[Ĝ^λ − V] / Var[Ĝ^λ]", title="explained variance of the targets by V", ylim=(min(-0.1, np.min(explained, initial=0)), 1.05))
+    axes[3].set(xlabel="environment steps", ylabel=r"$1 - \mathrm{Var}[\hat G^\lambda - V] \,/\, \mathrm{Var}[\hat G^\lambda]$", title="explained variance of the targets by V", ylim=(min(-0.1, np.min(explained, initial=0)), 1.05))
     axes[3].legend(fontsize="small")
 
     _, entropy = history.series("entropy")
