@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from ppo_teach import ppo, reinforce, trpo
 from ppo_teach.config import fast_mode
 from ppo_teach.errors import ConfigError
@@ -68,26 +70,35 @@ def solve(algo: str, seed: int, **overrides: Any) -> Result:
 
 
 def solve_grid(
-    runs: dict[str, tuple[str, dict[str, Any]]], seeds: list[int], on_result: Callable[[str, Result], None] | None = None
+    runs: dict[str, tuple[str, dict[str, Any]]],
+    seeds: list[int],
+    on_result: Callable[[str, Result], None] | None = None,
+    progress: bool = True,
 ) -> dict[str, list[Result]]:
-    """For each ``label: (algo, overrides)``, ``solve`` on every seed; ``on_result`` sees each result as it arrives."""
+    """For each ``label: (algo, overrides)``, ``solve`` on every seed; ``on_result`` sees each result as it
+    arrives.  ``progress`` shows one bar over all the runs."""
     table: dict[str, list[Result]] = {}
-    for label, (algo, overrides) in runs.items():
-        for seed in seeds:
-            table.setdefault(label, []).append(solve(algo, seed, **overrides))
-            if on_result:
-                on_result(label, table[label][-1])
+    with tqdm(total=len(runs) * len(seeds), desc="runs", disable=not progress) as bar:
+        for label, (algo, overrides) in runs.items():
+            for seed in seeds:
+                bar.set_postfix_str(f"{label}, seed {seed}")
+                table.setdefault(label, []).append(solve(algo, seed, **overrides))
+                bar.update()
+                if on_result:
+                    on_result(label, table[label][-1])
     return table
 
 
-def compare(algos: list[str], seeds: list[int], on_result: Callable[[str, Result], None] | None = None) -> dict[str, list[Result]]:
+def compare(
+    algos: list[str], seeds: list[int], on_result: Callable[[str, Result], None] | None = None, progress: bool = True
+) -> dict[str, list[Result]]:
     """Every algorithm with its defaults on every seed, grouped by algorithm."""
-    return solve_grid({algo: (algo, {}) for algo in algos}, seeds, on_result)
+    return solve_grid({algo: (algo, {}) for algo in algos}, seeds, on_result, progress)
 
 
-def ablation(seeds: list[int], on_result: Callable[[str, Result], None] | None = None) -> dict[str, list[Result]]:
+def ablation(seeds: list[int], on_result: Callable[[str, Result], None] | None = None, progress: bool = True) -> dict[str, list[Result]]:
     """PPO with each entry of ``ppo.ABLATIONS`` applied in turn, solved on every seed."""
-    return solve_grid({name: ("ppo", overrides) for name, overrides in ppo.ABLATIONS.items()}, seeds, on_result)
+    return solve_grid({name: ("ppo", overrides) for name, overrides in ppo.ABLATIONS.items()}, seeds, on_result, progress)
 
 
 def median_steps(results: list[Result]) -> float:
@@ -141,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             sampled = f", sampled return over 100 episodes {result.sampled_return:.0f}" if result.sampled_return is not None else ""
             print(f"{result.algo:<10} seed {result.seed}: {steps:>18}, {result.wall_s:7.1f} s{sampled}", flush=True)
 
-    results = compare(algos, seeds, report)
+    results = compare(algos, seeds, report, progress=False)  # each result is printed as it arrives
     if not args.json:
         print("\n" + summary_table(results))
     return 0

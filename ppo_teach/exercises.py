@@ -17,6 +17,7 @@ A checker never raises for a wrong answer, so a notebook keeps running.
 from __future__ import annotations
 
 import copy
+import math
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -120,6 +121,8 @@ def grade(exercise: Exercise, fn: Callable[..., Any], seed: int = 0) -> CheckRes
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, torch.Tensor) and v.dim() == 0:
+        return f"{v.item():.6g}"
     if isinstance(v, torch.Tensor):
         return "tensor(" + str([round(x, 4) for x in v.detach().flatten().tolist()]) + ")"
     return repr(v)
@@ -477,12 +480,13 @@ CONJUGATE_GRADIENT = Exercise(
 
 
 def _ratio_cases(gen: torch.Generator) -> list[dict[str, Any]]:
-    """Log-probabilities whose ratios spread around 1 (some inside, some outside [1 − ε, 1 + ε]),
-    advantages of both signs: hand-worked cases first, then random batches."""
+    """Log-probabilities (every one < 0, as of actions that are not certain) whose ratios spread
+    around 1 (some inside, some outside [1 − ε, 1 + ε]), advantages of both signs: hand-worked cases
+    first, then random batches."""
     cases: list[dict[str, Any]] = [
-        # r below, inside and above [0.8, 1.2] for Â > 0, then for Â < 0; asymmetric, so that
-        # every known mistake gives a different answer.
-        {"logp": torch.log(torch.tensor([0.5, 1.1, 1.3, 0.7, 0.9, 1.6])), "logp_old": torch.zeros(6),
+        # π_old(a) = 0.5 and r below, inside and above [0.8, 1.2] for Â > 0, then for Â < 0;
+        # asymmetric, so that every known mistake gives a different answer.
+        {"logp": torch.log(0.5 * torch.tensor([0.5, 1.1, 1.3, 0.7, 0.9, 1.6])), "logp_old": torch.full((6,), math.log(0.5)),
          "advantages": torch.tensor([2.0, 1.0, 1.0, -1.0, -0.5, -2.0]), "eps": 0.2},
         # r = 1 everywhere: the first minibatch of every PPO update.
         {"logp": torch.log(torch.tensor([0.2, 0.5, 0.3])), "logp_old": torch.log(torch.tensor([0.2, 0.5, 0.3])),
@@ -491,7 +495,8 @@ def _ratio_cases(gen: torch.Generator) -> list[dict[str, Any]]:
     for eps in (0.1, 0.2, 0.3, 0.2, 0.2):
         n = int(torch.randint(5, 40, (1,), generator=gen))
         logp_old = -torch.rand(n, generator=gen) * 2 - 0.05
-        cases.append({"logp": logp_old + 0.4 * torch.randn(n, generator=gen), "logp_old": logp_old,
+        logp = (logp_old + 0.4 * torch.randn(n, generator=gen)).clamp(max=-0.01)
+        cases.append({"logp": logp, "logp_old": logp_old,
                       "advantages": torch.randn(n, generator=gen), "eps": eps})
     return cases
 
@@ -537,6 +542,9 @@ APPROX_KL_K3 = Exercise(
         "mean[r·log r − (r − 1)], the estimate of the reverse KL(π_new ‖ π_old) from π_old's samples, "
         "not of KL(π_old ‖ π_new)": lambda logp, logp_old: (
             _ratio(logp, logp_old) * (logp - logp_old) - (_ratio(logp, logp_old) - 1)).mean(),
+        "k3 with r computed as logp / logp_old instead of exp(logp − logp_old): r = π/π_old is a ratio of "
+        "probabilities, not of log-probabilities": lambda logp, logp_old: (logp / logp_old - 1 - torch.log(logp / logp_old)).mean(),
+        "the sum over samples instead of the mean": lambda logp, logp_old: losses.approx_kl_k3(logp, logp_old) * len(logp),
     },
     solutions=(losses.approx_kl_k3,),
     grad_wrt=("logp",),
@@ -554,9 +562,9 @@ class Assembly:
     each known mistake changes one of them."""
 
     epochs: int | None = None  # None: agent.cfg.update_epochs
-    shuffle: bool = True  # minibatches from torch.randperm, or in the batch's order
+    shuffle: Literal["every epoch", "once", "never"] = "every epoch"  # when torch.randperm is drawn ("never": the batch's order)
     normalise: Literal["minibatch", "batch", "none"] = "minibatch"  # where Â is whitened
-    entropy_sign: float = 1.0  # −c_H·H̄ in the loss (+1), or +c_H·H̄ (−1)
+    entropy: float = 1.0  # the loss has −entropy·c_H·H̄: 1 as asked, −1 the wrong sign, 0 left out
     grad_clip: Literal["each network", "joint", "none"] = "each network"
     clip_ratio: bool = True  # L^CLIP, or the unclipped surrogate (ε = ∞)
     zero_grad: bool = True  # gradients zeroed before each backward pass
@@ -573,8 +581,10 @@ def assembled_update(agent: ppo.PPO, data: ppo.Flat, how: Assembly = Assembly())
     cfg = agent.cfg
     eps = cfg.clip_eps if how.clip_ratio else float("inf")
     batch_advantages = advantages.whiten(data.advantages) if how.normalise == "batch" else data.advantages
+    n = len(data.actions)
+    first_order = torch.randperm(n) if how.shuffle == "once" else None
     for _ in range(cfg.update_epochs if how.epochs is None else how.epochs):
-        order = torch.randperm(len(data.actions)) if how.shuffle else torch.arange(len(data.actions))
+        order = {"every epoch": lambda: torch.randperm(n), "once": lambda: first_order, "never": lambda: torch.arange(n)}[how.shuffle]()
         for idx in order.split(cfg.minibatch_size):
             mb = data.rows(idx)
             adv = advantages.whiten(mb.advantages) if how.normalise == "minibatch" else batch_advantages[idx]
@@ -582,7 +592,7 @@ def assembled_update(agent: ppo.PPO, data: ppo.Flat, how: Assembly = Assembly())
             loss = (
                 -losses.clipped_surrogate(dist.log_prob(mb.actions), mb.logp_old, adv, eps)
                 + cfg.vf_coef * losses.value_loss(agent.value_fn(mb.obs), mb.returns)
-                - how.entropy_sign * cfg.ent_coef * losses.entropy_bonus(dist.entropy())
+                - how.entropy * cfg.ent_coef * losses.entropy_bonus(dist.entropy())
             )
             if how.zero_grad:
                 agent.optimizer.zero_grad()
@@ -597,10 +607,12 @@ def assembled_update(agent: ppo.PPO, data: ppo.Flat, how: Assembly = Assembly())
 
 PPO_UPDATE_MISTAKES: dict[str, Assembly] = {
     "one epoch only (cfg.update_epochs passes are asked for)": Assembly(epochs=1),
-    "minibatches taken in the batch's order, without shuffling (torch.randperm)": Assembly(shuffle=False),
+    "minibatches taken in the batch's order, without shuffling (torch.randperm)": Assembly(shuffle="never"),
+    "one permutation drawn once and reused in every epoch (draw a fresh torch.randperm in each epoch)": Assembly(shuffle="once"),
     "no advantage normalisation (whiten(mb.advantages) left out)": Assembly(normalise="none"),
     "advantages whitened once over the whole batch instead of per minibatch": Assembly(normalise="batch"),
-    "the entropy with the wrong sign: + c_H·H̄ in the loss penalises exploration instead of rewarding it": Assembly(entropy_sign=-1.0),
+    "the entropy with the wrong sign: + c_H·H̄ in the loss penalises exploration instead of rewarding it": Assembly(entropy=-1.0),
+    "the entropy term left out (the loss needs − cfg.ent_coef·entropy_bonus(dist.entropy()))": Assembly(entropy=0.0),
     "one joint gradient-norm clip over both networks (the value loss's large gradient then shrinks the "
     "policy's step)": Assembly(grad_clip="joint"),
     "no gradient-norm clipping": Assembly(grad_clip="none"),
@@ -673,8 +685,9 @@ class PPOUpdateExercise:
     known_mistakes: dict[str, Assembly]
     solutions: tuple[Callable[..., Any], ...]
     # torch.manual_seed(k) before each update: the cases.  On each of these two shuffles every known
-    # mistake moves some parameter by more than 1e-3 (on seed 1 no ratio is clipped), while
-    # rounding (the loss's terms summed in another order) moves them by less than 1e-6.
+    # mistake moves some parameter by more than 5e-4 (the entropy term left out, the smallest, by
+    # 3.8e-3 and 7.2e-4; on seed 1 no ratio is clipped), while rounding (the loss's terms summed in
+    # another order) moves them by less than 1e-6.
     seeds: tuple[int, ...] = (0, 2)
     atol: float = 1e-4
 

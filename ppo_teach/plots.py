@@ -222,21 +222,24 @@ def gae_lambda(episode, value_fn, gamma: float, lam: float, ax: plt.Axes | None 
 
 
 # Where each statistic lay with the default settings on CartPole: the 10th–90th percentile over
-# the updates of the lab's default run (20,000 steps) on seeds 0–4, all of which solved.  This
-# course's measured ranges, not universal ones; tests/test_ppo.py re-measures them.
+# the updates of the lab's default run (20,000 steps) on seeds 0–4, all of which solved.  Explained
+# variance over the updates until each run's solve point only: once the pole stays up, no episode
+# terminates (episodes end at the time limit, bootstrapped), every target Ĝ^λ_t is nearly the same
+# number and the ratio of two tiny variances means nothing.  This course's measured ranges, not universal ones; tests/test_ppo.py re-measures them.
 HEALTHY_RANGES: dict[str, tuple[float, float]] = {
     "clip_fraction": (0.0094, 0.13),
     "kl_after": (0.0028, 0.011),
-    "explained_variance": (0.008, 0.94),
+    "explained_variance": (0.28, 0.94),
 }
+HEALTHY_UNTIL_SOLVED = ("explained_variance",)
 HEALTHY_LABEL = "defaults on CartPole, 10th–90th pct."
 
 
 def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> dict[str, np.ndarray]:
     """Six panels of one PPO run: training returns; the share of ratios outside [1 − ε, 1 + ε] and
     of samples without gradient; the KL per update; explained variance; entropy; the ratio
-    distribution after the first and the last update.  Shaded: ``HEALTHY_RANGES``.  Returns the
-    drawn series."""
+    distribution after the first and the last update.  Shaded: ``HEALTHY_RANGES`` (explained variance's
+    measured until the solve point).  Returns the drawn series."""
     axes = list(axes) if axes is not None else list(plt.subplots(2, 3, figsize=(16, 6.4))[1].flat)
     clips, eps = clipping_range(history.config["variant"], history.config["clip_eps"])
     axes[0].plot(history.episodes.steps, history.episodes.returns, ".", ms=3, alpha=0.5)
@@ -268,8 +271,8 @@ def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> d
 
     _, explained = history.series("explained_variance")
     axes[3].plot(steps, explained, ".-")
-    axes[3].axhspan(*HEALTHY_RANGES["explained_variance"], color="C2", alpha=0.15, label=HEALTHY_LABEL)
-    axes[3].set(xlabel="environment steps", ylabel="1 − Var[Ĝ − V] / Var[Ĝ]", title="explained variance of the targets by V", ylim=(min(-0.1, np.min(explained, initial=0)), 1.05))
+    axes[3].axhspan(*HEALTHY_RANGES["explained_variance"], color="C2", alpha=0.15, label=f"{HEALTHY_LABEL}, until solved")
+    axes[3].set(xlabel="environment steps", ylabel=r"$1 - \mathrm{Var}[\hat G^\lambda - V] \,/\, \mathrm{Var}[\hat G^\lambda]$", title="explained variance of the targets by V", ylim=(min(-0.1, np.min(explained, initial=0)), 1.05))
     axes[3].legend(fontsize="small")
 
     _, entropy = history.series("entropy")
@@ -312,10 +315,12 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
             axes[1].plot(x, r.wall_s, **style)
         if all(s is not None for s in steps):
             axes[0].hlines(np.median(steps), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
+            axes[1].hlines(np.median([r.wall_s for r in rows]), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
     for ax, label in zip(axes, ("environment steps to solve", "training seconds to solve")):
         ax.set_xticks(range(len(groups)), list(groups))
         ax.set(ylabel=label, ylim=(0, None))
-    axes[0].set_title("a dot per seed (filled: Gymnasium's criterion met too), bar the median; × not solved", fontsize="medium")
+    axes[0].set_title("a dot per seed (filled: Gymnasium's criterion met too),\nbar the median; × not solved", fontsize="medium")
+    axes[1].set_title("the same runs' training seconds (×: the whole run's),\nbar the median; they depend on the machine", fontsize="medium")
     return drawn
 
 

@@ -12,7 +12,9 @@ make it work, each a named option of ``PPOConfig`` that can be switched off:
                                     or of both together with joint_grad_norm)
     learning-rate annealing         anneal_lr
     orthogonal initialization       orthogonal_init
-    early stop at a target KL       target_kl (None: off)
+    early stop at a target KL       target_kl (None: off): after each epoch, stop if the k3 of that
+                                    epoch's last minibatch, measured before its step, exceeds target_kl
+                                    (CleanRL's rule)
 
 ``variant="kl_penalty"`` is the paper's second variant: no clipping, a penalty β·KL̄ whose
 coefficient β adapts to the measured KL (see ``kl``).
@@ -182,7 +184,10 @@ class PPO(Agent):
         ``approx_kl`` (k3) and ``approx_kl_k1``, the KL of the policy about to be stepped from π_old;
         ``clip_fraction``, its ratios outside [1 − ε, 1 + ε] (ε = ``cfg.range_eps``);
         ``zero_grad_fraction``, its samples whose L^CLIP term has no gradient; the losses, the entropy,
-        each network's gradient norm before clipping.  Once per update, after it: ``kl_after`` (k3
+        each network's gradient norm before clipping.  Early stop (``cfg.target_kl``): after each epoch,
+        the update stops if ``approx_kl`` of the epoch's *last* minibatch, measured before its step (not
+        a mean over the epoch), exceeds ``target_kl``, as CleanRL's ppo.py does; ``epochs_run`` counts
+        the epochs taken.  Once per update, after it: ``kl_after`` (k3
         over the whole batch: how far the update moved π), ``clip_fraction_after``, ``ratio`` (every
         sample's ratio), ``explained_variance`` of the value targets by the new V.
         """

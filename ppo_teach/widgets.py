@@ -55,7 +55,8 @@ def gae_explorer(episode: Batch, value_fn: Any, gamma: float) -> w.VBox:
 
 def ppo_lab(seed: int = 0, total_steps: int = 20_000) -> w.VBox:
     """Sliders for ε, epochs, learning rate and minibatches, a choice of variant, and a button that
-    trains PPO for ``total_steps`` (with a progress bar) and draws ``plots.ppo_dashboard`` (notebook 04)."""
+    trains PPO for ``total_steps`` (with a progress bar) and draws ``plots.ppo_dashboard`` (notebook 04).
+    The ε slider is disabled for the variants that do not use it (no clipping, the KL penalty)."""
     controls = {
         "clip_eps": w.FloatSlider(value=0.2, min=0.05, max=1.0, step=0.05, description="ε"),
         "update_epochs": w.IntSlider(value=20, min=1, max=40, description="epochs"),
@@ -65,6 +66,12 @@ def ppo_lab(seed: int = 0, total_steps: int = 20_000) -> w.VBox:
     }
     button = w.Button(description=f"train {total_steps:,} steps", button_style="primary")
     out = w.Output()
+
+    def eps_only_when_clipping(change: dict[str, Any]) -> None:
+        # The other variants set ε themselves (∞) or do not clip: the slider would be ignored.
+        controls["clip_eps"].disabled = change["new"] != "clip"
+
+    controls["variant"].observe(eps_only_when_clipping, names="value")
 
     def train(_: Any) -> None:
         with out:

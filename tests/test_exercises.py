@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppo_teach import exercises, losses, trpo
+from ppo_teach import advantages, exercises, losses, trpo
 
 FUNCTION_EXERCISES = {name: e for name, e in exercises.EXERCISES.items() if isinstance(e, exercises.Exercise)}
 
@@ -398,3 +398,50 @@ def test_results_render_in_a_notebook_and_solutions_show_source():
     with pytest.raises(KeyError, match="ppo_update"):
         exercises.solution("ppo")
 
+
+
+def test_the_ratio_cases_are_log_probabilities_and_case_1_keeps_its_six_cells():
+    cases = exercises._ratio_cases(torch.Generator().manual_seed(0))
+    assert all((c["logp"] < 0).all() and (c["logp_old"] < 0).all() for c in cases)
+    first = cases[0]
+    ratio, adv = torch.exp(first["logp"] - first["logp_old"]), first["advantages"]
+    cells = {(bool(a > 0), int((r > 1.2).item()) - int((r < 0.8).item())) for r, a in zip(ratio, adv)}
+    assert len(cells) == 6
+
+
+def test_k3_written_with_a_ratio_of_log_probabilities_or_a_sum_is_named():
+    ratio_of_logs = exercises.check_approx_kl_k3(lambda new_lp, old_lp: (new_lp / old_lp - 1 - torch.log(new_lp / old_lp)).mean())
+    assert not ratio_of_logs.passed and "logp / logp_old instead of exp(logp − logp_old)" in ratio_of_logs.message
+    summed = exercises.check_approx_kl_k3(lambda new_lp, old_lp: right_k3(new_lp, old_lp) * len(new_lp))
+    assert not summed.passed and "the sum over samples instead of the mean" in summed.message
+
+
+def test_a_scalar_prints_as_a_number():
+    assert exercises._fmt(torch.tensor(0.0713)) == "0.0713"
+    assert exercises._fmt(torch.tensor([0.0713])) == "tensor([0.0713])"
+
+
+def test_an_update_that_reuses_one_permutation_or_drops_the_entropy_is_named():
+    def one_permutation(learner, batch):
+        cfg, order = learner.cfg, torch.randperm(len(batch.actions))
+        for _ in range(cfg.update_epochs):
+            for idx in order.split(cfg.minibatch_size):
+                mb = batch.rows(idx)
+                dist = learner.policy(mb.obs)
+                loss = (-losses.clipped_surrogate(dist.log_prob(mb.actions), mb.logp_old, advantages.whiten(mb.advantages), cfg.clip_eps)
+                        + cfg.vf_coef * losses.value_loss(learner.value_fn(mb.obs), mb.returns)
+                        - cfg.ent_coef * losses.entropy_bonus(dist.entropy()))
+                learner.optimizer.zero_grad()
+                loss.backward()
+                clip_each_network(learner)
+                learner.optimizer.step()
+
+    result = exercises.check_ppo_update(one_permutation)
+    assert not result.passed and "one permutation drawn once and reused" in result.message
+
+    def no_entropy(learner, batch):
+        learner.cfg.ent_coef = 0.0
+        right_ppo_update(learner, batch)
+
+    result = exercises.check_ppo_update(no_entropy)
+    assert not result.passed and "the entropy term left out" in result.message

@@ -170,3 +170,15 @@ def test_solve_comparison_fills_the_seeds_that_meet_gymnasiums_criterion_too():
     assert plots.solve_comparison({"ppo": rows}, axes=axes) == {"ppo": [10_000, 15_000, None]}
     dots = [line for line in axes[0].lines if line.get_marker() in ("o", "x")]
     assert [line.get_markerfacecolor() == "none" for line in dots] == [False, True, True]
+    assert [line.get_markerfacecolor() == "none" for line in axes[1].lines if line.get_marker() in ("o", "x")] == [False, True, True]
+    assert axes[1].get_title()
+
+
+def test_solve_comparison_draws_median_bars_on_both_panels():
+    from ppo_teach.bench import Result
+
+    rows = [Result("ppo", 0, 10_000, 2.0, 500.0), Result("ppo", 1, 15_000, 3.0, 300.0), Result("ppo", 2, 20_000, 9.0, 20.0)]
+    axes = plt.subplots(1, 2)[1]
+    plots.solve_comparison({"ppo": rows}, axes=axes)
+    (steps_bar,), (seconds_bar,) = axes[0].collections, axes[1].collections
+    assert steps_bar.get_segments()[0][0][1] == 15_000 and seconds_bar.get_segments()[0][0][1] == 3.0
