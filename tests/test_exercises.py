@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ppo_teach import advantages, exercises, losses, trpo
+from ppo_teach.exercises import conjugate_gradient, grading, ppo_update, surrogate
 
 FUNCTION_EXERCISES = {name: e for name, e in exercises.EXERCISES.items() if isinstance(e, exercises.Exercise)}
 
@@ -232,9 +233,9 @@ def test_conjugate_gradient_checker_accepts_right_answers_with_their_own_early_s
 
 def test_no_case_lets_an_early_stop_tolerance_interfere():
     """Before the last iteration of every case, ‖r‖² is far above any usual tolerance."""
-    for case in exercises._spd_cases(torch.Generator().manual_seed(0)):
+    for case in conjugate_gradient._spd_cases(torch.Generator().manual_seed(0)):
         A, b, k = case["Avp"].A, case["b"], case["iters"]
-        residual = b - A @ exercises._cg_iterate(case["Avp"], b, k - 1)
+        residual = b - A @ conjugate_gradient._cg_iterate(case["Avp"], b, k - 1)
         assert residual @ residual > 1e-3
 
 
@@ -291,9 +292,9 @@ def test_a_conjugate_gradient_that_changes_b_in_place_is_told_so():
 
 
 @pytest.mark.parametrize("mistake, named", [
-    (lambda matvec, rhs, n_iter: exercises._cg_variant(matvec, rhs, n_iter, aliased=True), "r, p and b one tensor"),
-    (lambda matvec, rhs, n_iter: exercises._cg_variant(matvec, rhs, n_iter, beta=lambda new, old: 1.0), "β_k = 1"),
-    (exercises._steepest_descent, "steepest descent"),
+    (lambda matvec, rhs, n_iter: conjugate_gradient._cg_variant(matvec, rhs, n_iter, aliased=True), "r, p and b one tensor"),
+    (lambda matvec, rhs, n_iter: conjugate_gradient._cg_variant(matvec, rhs, n_iter, beta=lambda new, old: 1.0), "β_k = 1"),
+    (conjugate_gradient._steepest_descent, "steepest descent"),
 ])
 def test_each_known_conjugate_gradient_mistake_is_named_and_only_it(mistake, named):
     result = exercises.check_conjugate_gradient(mistake)
@@ -332,12 +333,12 @@ def right_ppo_update(learner, batch, clip_grads=clip_each_network):
 
 
 def test_the_package_update_is_the_recipe_the_exercise_states():
-    with exercises._isolated():
-        agent, batch, data = exercises._small_agent_and_batch()
+    with ppo_update._isolated():
+        agent, batch, data = ppo_update._small_agent_and_batch()
         for seed in exercises.PPO_UPDATE.seeds:
-            package = exercises._parameters_after(lambda a: a.update(batch), agent, seed)
-            recipe = exercises._parameters_after(lambda a: exercises.assembled_update(a, data), agent, seed)
-            assert not exercises._parameter_difference(recipe, package, atol=0.0)
+            package = ppo_update._parameters_after(lambda a: a.update(batch), agent, seed)
+            recipe = ppo_update._parameters_after(lambda a: ppo_update.assembled_update(a, data), agent, seed)
+            assert not ppo_update._parameter_difference(recipe, package, atol=0.0)
 
 
 def test_ppo_update_checker_accepts_a_right_assembly_and_leaves_the_random_streams_alone():
@@ -357,10 +358,10 @@ def test_an_update_that_scribbles_on_its_inputs_afterwards_cannot_spoil_the_comp
     assert exercises.check_ppo_update(right_then_scribble).passed
 
 
-@pytest.mark.parametrize("name", exercises.PPO_UPDATE_MISTAKES)
+@pytest.mark.parametrize("name", ppo_update.PPO_UPDATE_MISTAKES)
 def test_every_known_ppo_update_mistake_is_rejected_and_named(name):
-    how = exercises.PPO_UPDATE_MISTAKES[name]
-    result = exercises.check_ppo_update(lambda learner, batch: exercises.assembled_update(learner, batch, how))
+    how = ppo_update.PPO_UPDATE_MISTAKES[name]
+    result = exercises.check_ppo_update(lambda learner, batch: ppo_update.assembled_update(learner, batch, how))
     assert not result.passed and f"your update equals {name}" in result.message
 
 
@@ -401,7 +402,7 @@ def test_results_render_in_a_notebook_and_solutions_show_source():
 
 
 def test_the_ratio_cases_are_log_probabilities_and_case_1_keeps_its_six_cells():
-    cases = exercises._ratio_cases(torch.Generator().manual_seed(0))
+    cases = surrogate._ratio_cases(torch.Generator().manual_seed(0))
     assert all((c["logp"] < 0).all() and (c["logp_old"] < 0).all() for c in cases)
     first = cases[0]
     ratio, adv = torch.exp(first["logp"] - first["logp_old"]), first["advantages"]
@@ -417,8 +418,8 @@ def test_k3_written_with_a_ratio_of_log_probabilities_or_a_sum_is_named():
 
 
 def test_a_scalar_prints_as_a_number():
-    assert exercises._fmt(torch.tensor(0.0713)) == "0.0713"
-    assert exercises._fmt(torch.tensor([0.0713])) == "tensor([0.0713])"
+    assert grading._fmt(torch.tensor(0.0713)) == "0.0713"
+    assert grading._fmt(torch.tensor([0.0713])) == "tensor([0.0713])"
 
 
 def test_an_update_that_reuses_one_permutation_or_drops_the_entropy_is_named():
