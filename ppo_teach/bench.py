@@ -31,6 +31,8 @@ from ppo_teach.errors import ConfigError
 from ppo_teach.history import History
 from ppo_teach.training import TrainConfig
 
+GYM_REWARD_THRESHOLD = 475.0  # gymnasium.spec("CartPole-v1").reward_threshold
+
 ALGORITHMS: dict[str, tuple[type[TrainConfig], Callable[..., History]]] = {
     "reinforce": (reinforce.ReinforceConfig, reinforce.train),
     "trpo": (trpo.TRPOConfig, trpo.train),
@@ -45,6 +47,12 @@ class Result:
     steps_to_solve: int | None
     wall_s: float
     sampled_return: float | None = None  # the stopped policy, sampling, over 100 fresh episodes
+
+    @property
+    def meets_gym_criterion(self) -> bool | None:
+        """Whether the stopped policy's sampled return reaches CartPole-v1's ``reward_threshold``
+        (None where it was not measured)."""
+        return None if self.sampled_return is None else self.sampled_return >= GYM_REWARD_THRESHOLD
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -108,8 +116,8 @@ def median_steps(results: list[Result]) -> float:
 
 def gym_criterion(results: list[Result]) -> str:
     """'k/n': on how many runs the policy it stopped with meets Gymnasium's criterion."""
-    measured = [r.sampled_return for r in results if r.sampled_return is not None]
-    return f"{sum(x >= 475 for x in measured)}/{len(measured)}" if measured else "–"
+    measured = [r.meets_gym_criterion for r in results if r.meets_gym_criterion is not None]
+    return f"{sum(measured)}/{len(measured)}" if measured else "–"
 
 
 def summary_table(groups: dict[str, list[Result]]) -> str:

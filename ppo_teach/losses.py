@@ -123,8 +123,9 @@ def approx_reverse_kl(logp: torch.Tensor, logp_old: torch.Tensor, mask: torch.Te
     since E_old[r·log r] = Σ_a π_θ(a)·log(π_θ(a)/π_old(a)) and E_old[r − 1] = 0; every sample is ≥ 0
     (J. Schulman, "Approximating KL divergence", 2020).  k3 with r replaced by 1/r is not: E_old[1/r] ≠ 1.
     """
-    ratio = torch.exp(logp - logp_old)
-    return masked_mean(ratio * (logp - logp_old) - (ratio - 1.0), mask)
+    log_ratio = logp - logp_old
+    ratio = torch.exp(log_ratio)
+    return masked_mean(ratio * log_ratio - (ratio - 1.0), mask)
 
 
 def clip_fraction(logp: torch.Tensor, logp_old: torch.Tensor, eps: float, mask: torch.Tensor | None = None) -> torch.Tensor:

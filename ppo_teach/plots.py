@@ -16,6 +16,11 @@ from ppo_teach.losses import clipped_surrogate
 from ppo_teach.ppo import REFERENCE_EPS, clipping_range
 
 
+def _shade(ax: plt.Axes, band: tuple[float, float], label: str) -> None:
+    """A horizontal band where a statistic is expected to lie."""
+    ax.axhspan(*band, color="C2", alpha=0.15, label=label)
+
+
 def _axes(ax: plt.Axes | None, figsize: tuple[float, float] = (6.4, 3.6)) -> plt.Axes:
     return ax if ax is not None else plt.subplots(figsize=figsize)[1]
 
@@ -179,7 +184,7 @@ def update_stat(
     if bound is not None:
         ax.axhline(bound, color="grey", ls="--", lw=1, label=f"bound {bound:g}")
     if band is not None:
-        ax.axhspan(*band, color="C2", alpha=0.15, label=band_label or f"range {band[0]:g}–{band[1]:g}")
+        _shade(ax, band, band_label or f"range {band[0]:g}–{band[1]:g}")
     ax.set(xlabel="environment steps", ylabel=label or key)
     ax.legend(fontsize="small")
 
@@ -253,7 +258,7 @@ def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> d
         axes[1].plot(steps, zero_grad, ".-", label="no gradient (the side Â favours)")
     axes[1].plot(steps, clip_after, ".-", alpha=0.6, label="outside the range after the update")
     if clips and eps == REFERENCE_EPS:
-        axes[1].axhspan(*HEALTHY_RANGES["clip_fraction"], color="C2", alpha=0.15, label=f"clip fraction, {HEALTHY_LABEL}")
+        _shade(axes[1], HEALTHY_RANGES["clip_fraction"], f"clip fraction, {HEALTHY_LABEL}")
     title = "clip fraction" if clips else f"ratios outside [{1 - eps:g}, {1 + eps:g}] (this loss does not clip)"
     axes[1].set(xlabel="environment steps", ylabel="fraction of samples", title=title)
     axes[1].legend(fontsize="small")
@@ -264,14 +269,14 @@ def ppo_dashboard(history: History, axes: Sequence[plt.Axes] | None = None) -> d
     axes[2].plot(steps, kl_after, ".-", lw=2, label="k3 after the update, whole batch")
     axes[2].plot(steps, k3, ".-", alpha=0.6, label="k3 before each step, mean over steps")
     axes[2].plot(steps, k1, ".-", alpha=0.6, label="k1 before each step, mean over steps")
-    axes[2].axhspan(*HEALTHY_RANGES["kl_after"], color="C2", alpha=0.15, label=f"KL after, {HEALTHY_LABEL}")
+    _shade(axes[2], HEALTHY_RANGES["kl_after"], f"KL after, {HEALTHY_LABEL}")
     axes[2].set(xlabel="environment steps", ylabel="KL(π_old ‖ π) estimate", title="how far each update moved π")
     axes[2].set_yscale("symlog", linthresh=1e-3)
     axes[2].legend(fontsize="small")
 
     _, explained = history.series("explained_variance")
     axes[3].plot(steps, explained, ".-")
-    axes[3].axhspan(*HEALTHY_RANGES["explained_variance"], color="C2", alpha=0.15, label=f"{HEALTHY_LABEL}, until solved")
+    _shade(axes[3], HEALTHY_RANGES["explained_variance"], f"{HEALTHY_LABEL}, until solved")
     axes[3].set(xlabel="environment steps", ylabel=r"$1 - \mathrm{Var}[\hat G^\lambda - V] \,/\, \mathrm{Var}[\hat G^\lambda]$", title="explained variance of the targets by V", ylim=(min(-0.1, np.min(explained, initial=0)), 1.05))
     axes[3].legend(fontsize="small")
 
@@ -309,7 +314,7 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
         drawn[label] = steps
         for x, r in zip(i + jitter, rows):
             solved = r.steps_to_solve is not None
-            face = f"C{i}" if r.sampled_return is not None and r.sampled_return >= 475 else "none"
+            face = f"C{i}" if r.meets_gym_criterion else "none"
             style = {"marker": "o" if solved else "x", "color": f"C{i}", "mfc": face, "ls": "none"}
             axes[0].plot(x, r.steps_to_solve if solved else unsolved_at, **style)
             axes[1].plot(x, r.wall_s, **style)

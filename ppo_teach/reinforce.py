@@ -21,10 +21,9 @@ constant, baseline) and only rescales Ĝ without one, so that run has no baselin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import itertools
 import math
+from dataclasses import dataclass, field
 
 import torch
 

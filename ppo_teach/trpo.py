@@ -317,7 +317,7 @@ class StepSizeLab:
 
     def full_step_kl(self, max_kl: float, damped_length: bool = False) -> float:
         """Exact KL̄ of TRPO's full step for the bound δ = ``max_kl``, before any line search; its
-        length from sᵀFs, or from sᵀ(F + μI)s with ``damped_length`` (``NaturalGradient.full_step``)."""
+        length from uᵀFu, or from uᵀ(F + μI)u with ``damped_length`` (``NaturalGradient.full_step``)."""
         theta = parameters_to_vector(self.problem.params).detach()
         return self._measure("full step", max_kl, theta + self.direction.full_step(max_kl, damped_length), evaluate=False).kl
 

@@ -156,7 +156,6 @@ CONJUGATE_GRADIENT = Exercise(
 )
 
 
-
 def check_conjugate_gradient(fn: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, int], torch.Tensor]) -> CheckResult:
     """Grade ``fn(Avp, b, iters)``: conjugate gradient for A x = b from x₀ = 0 given only products
     Avp(v) = A·v, exactly one per iteration (on p_k; r₀ = b needs none), leaving b unchanged.  Its x

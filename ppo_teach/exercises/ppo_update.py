@@ -212,7 +212,6 @@ PPO_UPDATE = PPOUpdateExercise(
 )
 
 
-
 def check_ppo_update(fn: Callable[[ppo.PPO, ppo.Flat], Any]) -> CheckResult:
     """Grade ``fn(agent, data)``: one PPO update of ``agent`` (a ``ppo.PPO``) on ``data`` (from
     ``ppo.prepare``).  Run ``agent.cfg.update_epochs`` epochs; each iterates over

@@ -137,7 +137,6 @@ REWARD_TO_GO = Exercise(
 )
 
 
-
 def check_discounted_return(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
     """Grade ``fn(rewards, gamma)``: the discounted return Σ_t γ^t r_t of one episode, a 0-d tensor.
     A return is a value, not an objective: only its value is compared (an answer computed through

@@ -84,7 +84,6 @@ APPROX_KL_K3 = Exercise(
 )
 
 
-
 def check_clipped_surrogate(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]) -> CheckResult:
     """Grade ``fn(logp, logp_old, advantages, eps)``: PPO's clipped surrogate objective (a mean, to
     maximise), its value and its gradient with respect to ``logp``."""
