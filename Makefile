@@ -6,15 +6,30 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Installed before the rest so pip does not pick the newest torch (several GB of CUDA wheels
-# on Linux).  Any torch >= 2.4 works: `make lab TORCH=torch` takes the newest.
+# PyTorch is installed first, pinned, so that nothing later pulls a newer one.  Any torch >= 2.4
+# works: `make lab TORCH=torch` takes the newest.
 TORCH  ?= torch==2.13.0
+# On Linux, PyPI's torch is the CUDA build (about twenty nvidia-* packages, several GB) even on a
+# machine without an NVIDIA GPU.  There we ask PyTorch's CPU index first (about 200 MB) and fall
+# back to the default index within seconds if it cannot be reached.  With an NVIDIA GPU
+# (nvidia-smi on the PATH), on macOS and on Windows the default index is the right one.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+CPU_ONLY_LINUX  := $(if $(filter Linux,$(shell uname -s)),$(if $(shell command -v nvidia-smi),,yes))
+ifeq ($(CPU_ONLY_LINUX),yes)
+INSTALL_TORCH = $(PY) -m pip install --quiet --timeout 5 --retries 0 --index-url $(TORCH_CPU_INDEX) "$(TORCH)" || \
+  { echo "PyTorch's CPU index cannot be reached: installing $(TORCH) from the default index"; $(PY) -m pip install --quiet "$(TORCH)"; }
+else
+INSTALL_TORCH = $(PY) -m pip install --quiet "$(TORCH)"
+endif
 
 .PHONY: lab test test-fast bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "$(TORCH)"
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || \
+	  { echo "ppo_teach needs Python >= 3.10: install it, or point make at it: make lab PYTHON=/path/to/python3.12"; exit 1; }
+	@$(PYTHON) -m venv --clear $(VENV) || \
+	  { echo "Could not create $(VENV). On Debian/Ubuntu install the venv module first: sudo apt-get install python3-venv"; exit 1; }
+	$(INSTALL_TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
@@ -24,7 +39,7 @@ LAB_ARGS ?=
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_ARG) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" notebooks/00_start_here.ipynb $(ROOT_ARG) $(LAB_ARGS)
 
 # Unit tests (full-budget learning claims included), then every notebook top to bottom in
 # fast mode, in this environment's own interpreter.  One pytest run, one summary line.
