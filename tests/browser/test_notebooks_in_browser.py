@@ -126,14 +126,14 @@ def figure(cell):
 
 
 def slide(nb: NotebookPage, cell, key: str, state: str) -> None:
-    """Focus the cell's slider handle, press ``key`` (ArrowRight, End …), check that its value and
+    """Focus the cell's slider handle, press ``key`` (ArrowRight, End …), check that its readout and
     the figure changed, and screenshot before and after."""
-    handle, img = cell.locator(".noUi-handle"), figure(cell)
-    before_value, before_src = handle.get_attribute("aria-valuenow"), img.get_attribute("src")
+    handle, readout, img = cell.locator(".noUi-handle"), cell.locator(".widget-readout"), figure(cell)
+    before_value, before_src = readout.inner_text(), img.get_attribute("src")
     nb.shot(f"{state}-before", cell)
     handle.focus()
     nb.page.keyboard.press(key)
-    expect(handle).not_to_have_attribute("aria-valuenow", before_value)
+    expect(readout).not_to_have_text(before_value)  # the value the learner reads beside the slider
     expect(img).not_to_have_attribute("src", before_src, timeout=REDRAW_TIMEOUT)
     nb.shot(f"{state}-after", cell)
 
