@@ -22,7 +22,7 @@ else
 INSTALL_TORCH = $(PY) -m pip install --quiet "$(TORCH)"
 endif
 
-.PHONY: lab test test-fast bench clean
+.PHONY: lab test test-fast test-browser chromium bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || \
@@ -44,11 +44,34 @@ lab: $(STAMP)
 # Unit tests (full-budget learning claims included), then every notebook top to bottom in
 # fast mode, in this environment's own interpreter.  One pytest run, one summary line.
 test: $(STAMP)
-	PPO_TEACH_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+	PPO_TEACH_FAST=1 $(PY) -m pytest tests notebooks --ignore=tests/browser --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 # The same without the slow full-budget tests: for quick iteration.
 test-fast: $(STAMP)
-	PPO_TEACH_FAST=1 $(PY) -m pytest tests notebooks -m "not slow" --nbval-lax --nbval-current-env -p no:cacheprovider
+	PPO_TEACH_FAST=1 $(PY) -m pytest tests notebooks --ignore=tests/browser -m "not slow" --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# The course in a real browser: JupyterLab runs every notebook (fast mode) in headless Chromium
+# driven by Playwright, sliders moved with the keyboard, buttons clicked; screenshots of each state
+# in test-output/browser/.  Adds Playwright (PyPI) to .venv; uses $(CHROMIUM), Debian's
+# /usr/bin/chromium or one on the PATH (no browser download), else installs Chromium with apt-get
+# where it may (as root or with passwordless sudo) and otherwise says what to install.
+CHROMIUM ?=
+PLAYWRIGHT := $(VENV)/.playwright
+
+$(PLAYWRIGHT): $(STAMP)
+	$(PY) -m pip install --quiet playwright
+	touch $(PLAYWRIGHT)
+
+chromium:
+	@if [ -n "$(CHROMIUM)" ] || [ -x /usr/bin/chromium ] \
+	   || { command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	else echo "make test-browser needs Chromium: on Debian/Ubuntu run 'sudo apt-get install chromium'," \
+	          "or set CHROMIUM=/path/to/chrome (any Chromium or Chrome)" >&2; exit 1; fi
+
+test-browser: $(PLAYWRIGHT) chromium
+	CHROMIUM="$(CHROMIUM)" PPO_TEACH_REQUIRE_BROWSER=1 $(PY) -m pytest tests/browser -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) -m ppo_teach.bench reinforce --seeds 0-4
