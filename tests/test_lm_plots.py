@@ -153,11 +153,15 @@ def test_the_beta_widget_trains_a_run_per_press_with_the_chosen_beta():
     made = []
 
     def make(beta):
-        made.append(beta)
+        made.append((beta, choice.disabled, button.disabled))  # both off while the run trains
+        if len(made) == 2:
+            raise RuntimeError("no memory left")
         return RLHFTrainer(preset("tiny", beta=beta, iterations=1, batch_size=4, minibatches=1, epochs=1, eval_prompts=4))
 
     box = beta_explorer(make, betas=(0.0, 0.5))
     choice, button = box.children[0].children
     choice.value = 0.0
     button.click()
-    assert made == [0.0]
+    button.click()  # this run fails: its error is logged (shown, in a notebook) and the controls come back
+    assert made == [(0.0, True, True), (0.0, True, True)]
+    assert not choice.disabled and not button.disabled

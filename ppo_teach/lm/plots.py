@@ -129,7 +129,7 @@ def rlhf_dashboard(history: RLHFHistory, axes: Sequence[plt.Axes] | None = None)
     update_ax.legend(fontsize="small")
     for key in ("positive_rate", "fluency"):
         eval_ax.plot(*history.series(key, evaluations=True), marker="o", label=key.replace("_", " "))
-    eval_ax.set(xlabel="iteration", ylim=(0, 1.05), title="held-out evaluation")
+    eval_ax.set(xlabel="iteration", xlim=kl_ax.get_xlim(), ylim=(0, 1.05), title="held-out evaluation")  # the KL panel's iterations
     eval_ax.legend(fontsize="small")
     return {"score": np.asarray(score), "kl": np.asarray(history.series("kl")[1])}
 
