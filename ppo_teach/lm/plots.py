@@ -121,7 +121,7 @@ def rlhf_dashboard(history: RLHFHistory, axes: Sequence[plt.Axes] | None = None)
     kl_ax.legend(fontsize="small", loc="upper left")
     beta_ax = kl_ax.twinx()
     beta_ax.plot(*history.series("beta"), color="C2", ls="--")
-    beta_ax.set_ylim(bottom=0, top=max(history.series("beta")[1], default=1) * 1.5)
+    beta_ax.set_ylim(bottom=0, top=1.5 * (max(history.series("beta")[1], default=0) or 1))  # β = 0 throughout: an axis to 1.5
     beta_ax.set_ylabel("β", color="C2")
     update_ax.plot(*history.series("clip_fraction"), label="clip fraction")
     update_ax.plot(*history.series("approx_kl"), label="approx. KL per token (update)")
