@@ -180,6 +180,31 @@ def median_steps(results: list[Result]) -> float:
     return statistics.median(r.steps_to_solve if r.steps_to_solve is not None else float("inf") for r in results)
 
 
+def extra_steps(groups: dict[str, list[Result]], reference: str = "defaults") -> dict[str, float | None]:
+    """Per group other than ``reference``: its median steps to solve minus the reference's (inf where
+    the group did not solve on most seeds but the reference did), None where the reference itself did
+    not solve on most seeds: then there is nothing to compare with (inf − inf is no number)."""
+    if reference not in groups:
+        raise ConfigError(f"no group {reference!r} to compare with among {', '.join(map(repr, groups))}. Fix: name one of them.")
+    baseline = median_steps(groups[reference])
+    return {
+        label: None if math.isinf(baseline) else median_steps(rows) - baseline
+        for label, rows in groups.items() if label != reference
+    }
+
+
+def extra_steps_table(groups: dict[str, list[Result]], reference: str = "defaults") -> str:
+    """``extra_steps`` as lines, the largest cost first; a single line when the reference did not solve."""
+    costs = extra_steps(groups, reference)
+    if any(extra is None for extra in costs.values()):
+        solved = sum(r.steps_to_solve is not None for r in groups[reference])
+        return (f"the {reference} solved on {solved} of {len(groups[reference])} seeds: with no median steps to solve "
+                "there is nothing to compare the other groups with")
+    lines = [f"median extra env steps to solve, compared with the {reference} (inf: did not solve on most seeds):"]
+    lines += [f"  {extra:>+10,.0f}  {label}" for label, extra in sorted(costs.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
 def gym_criterion(results: list[Result]) -> str:
     """'k/n': on how many runs the policy it stopped with meets Gymnasium's criterion."""
     measured = [r.meets_gym_criterion for r in results if r.meets_gym_criterion is not None]

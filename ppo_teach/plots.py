@@ -25,6 +25,12 @@ def _axes(ax: plt.Axes | None, figsize: tuple[float, float] = (6.4, 3.6)) -> plt
     return ax if ax is not None else plt.subplots(figsize=figsize)[1]
 
 
+def visible_marker(points: int) -> str | None:
+    """A marker for a line of ``points`` points that would otherwise be invisible: a line through a
+    single point draws nothing (fast mode's runs are evaluated once)."""
+    return "o" if points == 1 else None
+
+
 def binned_episode_returns(history: History, edges: np.ndarray) -> np.ndarray:
     """Mean training-episode return in each env-step bin (edges[i], edges[i+1]] (NaN where none finished)."""
     steps, returns = np.asarray(history.episodes.steps), np.asarray(history.episodes.returns)
@@ -59,14 +65,14 @@ def learning_curves(
 
 
 def eval_curves(histories: Sequence[History], ax: plt.Axes | None = None, threshold: float = 475.0) -> dict[int, int]:
-    """Greedy-policy evaluation return against env steps, one line per seed, solve points marked.
-    Seeds that solve at the same evaluation draw their dots on (or next to) each other, so every
-    evaluation where several seeds solve is annotated with their number.  Returns
-    {env steps: seeds solving there}."""
+    """Greedy-policy evaluation return against env steps, one line per seed (a marker where a seed
+    was evaluated only once), solve points marked.  Seeds that solve at the same evaluation draw
+    their dots on (or next to) each other, so every evaluation where several seeds solve is
+    annotated with their number.  Returns {env steps: seeds solving there}."""
     ax = _axes(ax)
     solves: dict[int, list[float]] = {}
     for h in histories:
-        line, = ax.plot(h.eval_steps, h.eval_returns, lw=1, label=f"seed {h.seed}")
+        line, = ax.plot(h.eval_steps, h.eval_returns, lw=1, marker=visible_marker(len(h.eval_steps)), label=f"seed {h.seed}")
         if h.solved:
             value = h.eval_returns[h.eval_steps.index(h.steps_to_solve)]
             ax.plot([h.steps_to_solve], [value], "o", color=line.get_color())
@@ -303,7 +309,8 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
     """Env steps and training seconds to solve, per group (``{algorithm: [bench.Result, ...]}``), one
     dot per seed, filled where the stopped policy also meets Gymnasium's criterion (sampled return
     over 100 episodes ≥ 475), hollow where it meets only the course's; a seed that did not solve is
-    drawn as × above the solved ones.  Returns {group: steps}."""
+    drawn as × above the solved ones; when no seed solved, the steps axis has no scale to draw and
+    its one tick says "not solved".  Returns {group: steps}."""
     axes = axes if axes is not None else plt.subplots(1, 2, figsize=(11, 3.6))[1]
     solved_steps = [r.steps_to_solve for rows in groups.values() for r in rows if r.steps_to_solve is not None]
     unsolved_at = 1.15 * max(solved_steps, default=1)
@@ -321,9 +328,12 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
         if all(s is not None for s in steps):
             axes[0].hlines(np.median(steps), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
             axes[1].hlines(np.median([r.wall_s for r in rows]), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
+    tilted = {"rotation": 25, "ha": "right"} if len(groups) > 4 else {}  # many labels (notebook 04's ablations) would overlap
     for ax, label in zip(axes, ("environment steps to solve", "training seconds to solve")):
-        ax.set_xticks(range(len(groups)), list(groups))
+        ax.set_xticks(range(len(groups)), list(groups), **tilted)
         ax.set(ylabel=label, ylim=(0, None))
+    if not solved_steps:
+        axes[0].set_yticks([unsolved_at], ["not solved"])
     axes[0].set_title("a dot per seed (filled: Gymnasium's criterion met too),\nbar the median; × not solved", fontsize="medium")
     axes[1].set_title("the same runs' training seconds (×: the whole run's),\nbar the median; they depend on the machine", fontsize="medium")
     return drawn

@@ -56,7 +56,7 @@ from ppo_teach.losses import (
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch
 from ppo_teach.optim import adam, linear_annealing
-from ppo_teach.training import Agent, TrainConfig, budget_field, gae_and_targets, run
+from ppo_teach.training import Agent, Callback, TrainConfig, budget_field, gae_and_targets, run
 
 NON_NEGATIVE = Bounds(low=0.0, fix="use a non-negative coefficient.")
 REFERENCE_EPS = 0.2  # the range [0.8, 1.2] clip fractions are measured against when the loss does not clip
@@ -254,12 +254,18 @@ class PPO(Agent):
             }
 
 
-def train(cfg: PPOConfig | None = None, progress: bool = True) -> History:
-    """Train PPO with the settings in ``cfg`` (defaults if None)."""
-    return run(cfg or PPOConfig(), "ppo", PPO, progress)
+def train(cfg: PPOConfig | None = None, progress: bool = True, callback: Callback | None = None) -> History:
+    """Train PPO with the settings in ``cfg`` (defaults if None); ``callback(history)`` after every update."""
+    return run(cfg or PPOConfig(), "ppo", PPO, progress, callback)
 
 
 LAB_VARIANTS = {"clip": {}, "no clipping (ε = ∞)": {"clip_eps": math.inf}, "adaptive KL penalty": {"variant": "kl_penalty"}}
+
+
+def check_lab_variant(variant: str) -> None:
+    """Refuse a variant the lab does not offer, naming those it does."""
+    if variant not in LAB_VARIANTS:
+        raise ConfigError(f"variant = {variant!r} is not one of the lab's: {', '.join(map(repr, LAB_VARIANTS))}.")
 
 
 def lab_config(
@@ -272,8 +278,7 @@ def lab_config(
     total_steps: int = 20_000,
 ) -> PPOConfig:
     """The config behind notebook 04's lab sliders; ``variant`` is one of ``LAB_VARIANTS``."""
-    if variant not in LAB_VARIANTS:
-        raise ConfigError(f"variant = {variant!r} is not one of the lab's: {', '.join(map(repr, LAB_VARIANTS))}.")
+    check_lab_variant(variant)
     settings = dict(clip_eps=clip_eps, update_epochs=update_epochs, lr=lr, num_minibatches=num_minibatches, seed=seed, total_steps=total_steps)
     return PPOConfig(**{**settings, **LAB_VARIANTS[variant]})
 

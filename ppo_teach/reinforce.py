@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from ppo_teach.advantages import reward_to_go, whiten
 from ppo_teach.config import Bounds, bounded, budget
@@ -35,7 +36,7 @@ from ppo_teach.losses import mean_kl, policy_gradient_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.rollout import Batch, Collector
 from ppo_teach.optim import adam
-from ppo_teach.training import Agent, TrainConfig, budget_field, fit_value, run
+from ppo_teach.training import Agent, Callback, TrainConfig, budget_field, fit_value, run
 
 LEARNING_RATE = Bounds(low=0.0, high=1.0, low_open=True, fix="use a small positive learning rate such as 1e-2.")
 
@@ -93,9 +94,9 @@ class Reinforce(Agent):
         return stats
 
 
-def train(cfg: ReinforceConfig | None = None, progress: bool = True) -> History:
-    """Train REINFORCE with the settings in ``cfg`` (defaults if None)."""
-    return run(cfg or ReinforceConfig(), "reinforce", Reinforce, progress)
+def train(cfg: ReinforceConfig | None = None, progress: bool = True, callback: Callback | None = None) -> History:
+    """Train REINFORCE with the settings in ``cfg`` (defaults if None); ``callback(history)`` after every update."""
+    return run(cfg or ReinforceConfig(), "reinforce", Reinforce, progress, callback)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class GradientVariance:
 
 
 def gradient_variance(
-    policy: CategoricalPolicy, value_fn: ValueFunction, cfg: ReinforceConfig, batches: int, seed: int
+    policy: CategoricalPolicy, value_fn: ValueFunction, cfg: ReinforceConfig, batches: int, seed: int, progress: bool = False
 ) -> GradientVariance:
     """Estimate ĝ = −∇_θ L^PG on ``batches`` successive batches of the same (fixed) policy, twice
     per batch (an episode may run across two batches, so neighbouring batches are not quite
@@ -137,11 +138,12 @@ def gradient_variance(
 
     Both use the same Monte-Carlo reward-to-go Ĝ_t and no advantage normalisation, so the only
     difference is the baseline, which leaves E[ĝ] unchanged (E[∇ log π(a|s)·b(s)] = 0).
+    ``progress`` shows a bar over the batches.
     """
     env = make_vec_env(cfg.env_id, cfg.num_envs, seed)
     collector = Collector(env, policy, seed)
     samples: dict[str, list[torch.Tensor]] = {"without baseline": [], "with baseline": []}
-    for _ in range(batches):
+    for _ in tqdm(range(batches), desc="gradient estimates", disable=not progress, leave=False):
         batch = collector.collect(cfg.steps_per_env)
         returns = reward_to_go(batch.rewards, batch.terminated, batch.ends, cfg.gamma)
         values, _ = batch.values(value_fn)
@@ -153,14 +155,15 @@ def gradient_variance(
     return GradientVariance({name: torch.stack(gs) for name, gs in samples.items()}, collector.episodes.lengths)
 
 
-def baseline_experiment(seed: int = 0) -> GradientVariance:
+def baseline_experiment(seed: int = 0, progress: bool = True) -> GradientVariance:
     """Notebook 01's measurement: train REINFORCE briefly (24,000 steps; 8,000 in fast mode), then
     compare the gradient estimator with and without its learned baseline on 30 successive
-    batches of 2,000 steps (10 in fast mode) from that policy, held fixed."""
-    trained = train(ReinforceConfig(seed=seed, total_steps=budget(full=24_000, fast=8_000)), progress=False)
+    batches of 2,000 steps (10 in fast mode) from that policy, held fixed.  ``progress`` shows
+    a bar over each of the two stages."""
+    trained = train(ReinforceConfig(seed=seed, total_steps=budget(full=24_000, fast=8_000)), progress=progress)
     return gradient_variance(
         trained.models["policy"], trained.models["value"], ReinforceConfig(steps_per_env=250),
-        batches=budget(full=30, fast=10), seed=seed + 1,
+        batches=budget(full=30, fast=10), seed=seed + 1, progress=progress,
     )
 
 

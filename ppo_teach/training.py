@@ -129,9 +129,16 @@ def fit_value(value_fn: ValueFunction, optimizer: torch.optim.Optimizer, obs: to
     return float(loss.detach())
 
 
-def run(cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent], progress: bool = True) -> History:
+Callback = Callable[[History], None]
+
+
+def run(
+    cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent], progress: bool = True, callback: Callback | None = None
+) -> History:
     """The training loop shared by every algorithm: ``make_agent(cfg)`` builds the networks and
-    optimizers, then batches are collected and handed to ``agent.update`` until the budget ends."""
+    optimizers, then batches are collected and handed to ``agent.update`` until the budget ends.
+    ``callback(history)``, if given, sees the history after every update (and its evaluation, if
+    one was due): notebook 04's lab redraws its dashboard from it while the run trains."""
     history = History(algo=algo, seed=cfg.seed, config=dataclasses.asdict(cfg))
     # One thread for the whole run, network initialisation included: the networks are tiny, so
     # more threads only add overhead, and the same seed then gives the same curve whatever the thread setting.
@@ -158,8 +165,10 @@ def run(cfg: TrainConfig, algo: str, make_agent: Callable[[TrainConfig], Agent],
                 next_eval = (collector.global_step // cfg.eval_every + 1) * cfg.eval_every
                 _evaluate(cfg, agent.policy, collector.global_step, history)
                 bar.set_postfix(greedy_return=f"{history.eval_returns[-1]:.0f}")
-                if history.solved and cfg.stop_when_solved:
-                    break
+            if callback is not None:
+                callback(history)
+            if history.solved and cfg.stop_when_solved:
+                break
         if cfg.final_eval_episodes:
             history.final_sampled_return = evaluate_policy(
                 agent.policy, cfg.env_id, cfg.final_eval_episodes, evaluation_seed(cfg.seed, 0, final=True), greedy=False

@@ -36,7 +36,7 @@ from ppo_teach.losses import mean_kl, surrogate_advantage
 from ppo_teach.nets import CategoricalPolicy
 from ppo_teach.rollout import Batch, Collector
 from ppo_teach.optim import adam
-from ppo_teach.training import Agent, TrainConfig, budget_field, fit_value, gae_and_targets, run
+from ppo_teach.training import Agent, Callback, TrainConfig, budget_field, fit_value, gae_and_targets, run
 
 
 @dataclass
@@ -249,9 +249,9 @@ class TRPO(Agent):
         }
 
 
-def train(cfg: TRPOConfig | None = None, progress: bool = True) -> History:
-    """Train TRPO with the settings in ``cfg`` (defaults if None)."""
-    return run(cfg or TRPOConfig(), "trpo", TRPO, progress)
+def train(cfg: TRPOConfig | None = None, progress: bool = True, callback: Callback | None = None) -> History:
+    """Train TRPO with the settings in ``cfg`` (defaults if None); ``callback(history)`` after every update."""
+    return run(cfg or TRPOConfig(), "trpo", TRPO, progress, callback)
 
 
 # --------------------------------------------------------------------------------------
@@ -272,12 +272,14 @@ class StepTrial:
 class StepSizeLab:
     """A partly trained policy, one batch of its experience, and the natural-gradient direction
     from that batch.  Tries updates of different sizes from the same starting point and
-    restores the policy after each, so they can be compared."""
+    restores the policy after each, so they can be compared.  ``progress`` shows a bar over the
+    policy's training."""
 
-    def __init__(self, seed: int = 0, eval_episodes: int = 20):
+    def __init__(self, seed: int = 0, eval_episodes: int = 20, progress: bool = True):
         cfg = TRPOConfig(seed=seed, total_steps=budget(full=10_000, fast=3_000))
-        trained = train(cfg, progress=False)
+        trained = train(cfg, progress=progress)
         self.policy, self.env_id, self.seed, self.eval_episodes = trained.models["policy"], cfg.env_id, seed, eval_episodes
+        self.trained_steps = cfg.total_steps
         env = make_vec_env(cfg.env_id, cfg.num_envs, seed + 1)
         batch = Collector(env, self.policy, seed + 1).collect(cfg.steps_per_env)
         env.close()

@@ -6,7 +6,9 @@ matplotlib backend works in JupyterLab (ipywidgets 8) and on Colab (ipywidgets 7
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import ipywidgets as w
@@ -14,6 +16,8 @@ import matplotlib.pyplot as plt
 from IPython.display import clear_output, display
 
 from ppo_teach import plots, ppo
+from ppo_teach.errors import ConfigError
+from ppo_teach.history import History
 from ppo_teach.rollout import Batch
 
 
@@ -53,36 +57,105 @@ def gae_explorer(episode: Batch, value_fn: Any, gamma: float) -> w.VBox:
     return explorer(lambda lam: plots.gae_lambda(episode, value_fn, gamma, lam), {"lam": lam})
 
 
-def ppo_lab(seed: int = 0, total_steps: int = 20_000) -> w.VBox:
-    """Sliders for ε, epochs, learning rate and minibatches, a choice of variant, and a button that
-    trains PPO for ``total_steps`` (with a progress bar) and draws ``plots.ppo_dashboard`` (notebook 04).
-    The ε slider is disabled for the variants that do not use it (no clipping, the KL penalty)."""
+@contextmanager
+def disabled(controls: Sequence[w.Widget]) -> Iterator[None]:
+    """Disable ``controls`` for the duration of the block (a run that trains), then give each back the
+    state it had, even if the block raises: a control that was disabled before stays disabled."""
+    before = [c.disabled for c in controls]
+    for c in controls:
+        c.disabled = True
+    try:
+        yield
+    finally:
+        for c, state in zip(controls, before):
+            c.disabled = state
+
+
+class LiveFigure:
+    """A figure redrawn in place while something runs: called with the run's state (a ``History``, a
+    trainer) after every step, it draws ``make_figure(state)`` every ``every`` calls, and ``finish(state)``
+    draws the last state if that call did not.  The figure replaces the previous one in ``out`` (an
+    Output widget, inside which display handles do not update) or, without one, through a display
+    handle under the running cell; both work with the inline backend in JupyterLab and on Colab."""
+
+    def __init__(self, make_figure: Callable[[Any], plt.Figure], every: int = 1, out: w.Output | None = None) -> None:
+        if every < 1:
+            raise ConfigError(f"every = {every} would never redraw: expected an integer ≥ 1. Fix: e.g. every=2.")
+        self.make_figure, self.every, self.out = make_figure, every, out
+        self.calls = 0
+        self.handle = None
+
+    def __call__(self, state: Any) -> None:
+        self.calls += 1
+        if self.calls % self.every == 0:
+            self.show(state)
+
+    def finish(self, state: Any) -> None:
+        """Draw the final state, unless the last call already drew it."""
+        if self.calls % self.every:
+            self.show(state)
+
+    def show(self, state: Any) -> None:
+        fig = self.make_figure(state)
+        if self.out is not None:
+            with self.out:
+                clear_output(wait=True)
+                display(fig)
+        elif self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
+
+
+def lab_figure(history: History, total_steps: int) -> plt.Figure:
+    """The lab's dashboard of a run so far: ``plots.ppo_dashboard`` under a title that says how far it is."""
+    fig, axes = plt.subplots(2, 3, figsize=(16, 6.4))
+    plots.ppo_dashboard(history, axes.flat)
+    steps = int(history.updates[-1]["step"]) if history.updates else 0
+    updates = len(history.updates)
+    fig.suptitle(f"after {steps:,} of {total_steps:,} environment steps ({updates} update{'' if updates == 1 else 's'})",
+                 x=0.01, ha="left", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+LAB_REDRAWS = 5  # how many times the lab's dashboard is redrawn during a run, at most
+
+
+def ppo_lab(seed: int = 0, total_steps: int = 20_000, variant: str = "clip") -> w.VBox:
+    """Sliders for ε, epochs, learning rate and minibatches, a choice of variant (``variant`` at first),
+    and a button that trains PPO for ``total_steps`` (with a progress bar) while ``lab_figure`` redraws
+    its dashboard about ``LAB_REDRAWS`` times, and at the end (notebook 04).  The ε slider is disabled
+    for the variants that do not use it (no clipping, the KL penalty), and every control while a run trains."""
+    ppo.check_lab_variant(variant)
     controls = {
         "clip_eps": w.FloatSlider(value=0.2, min=0.05, max=1.0, step=0.05, description="ε"),
         "update_epochs": w.IntSlider(value=20, min=1, max=40, description="epochs"),
         "lr": w.SelectionSlider(options=[("1e-4", 1e-4), ("3e-4", 3e-4), ("1e-3", 1e-3), ("3e-3", 3e-3), ("1e-2", 1e-2)], value=1e-3, description="lr"),
         "num_minibatches": w.Dropdown(options=[1, 2, 4, 8, 20, 40], value=4, description="minibatches"),
-        "variant": w.Dropdown(options=list(ppo.LAB_VARIANTS), value="clip", description="variant"),
+        "variant": w.Dropdown(options=list(ppo.LAB_VARIANTS), value=variant, description="variant"),
     }
     button = w.Button(description=f"train {total_steps:,} steps", button_style="primary")
-    out = w.Output()
+    progress_out, figure_out = w.Output(), w.Output()
 
-    def eps_only_when_clipping(change: dict[str, Any]) -> None:
+    def eps_only_when_clipping(*_: Any) -> None:
         # The other variants set ε themselves (∞) or do not clip: the slider would be ignored.
-        controls["clip_eps"].disabled = change["new"] != "clip"
+        controls["clip_eps"].disabled = controls["variant"].value != "clip"
 
+    eps_only_when_clipping()
     controls["variant"].observe(eps_only_when_clipping, names="value")
 
     def train(_: Any) -> None:
-        with out:
-            clear_output(wait=True)
+        with disabled([*controls.values(), button]), progress_out:
+            clear_output()
             cfg = ppo.lab_config(**{k: c.value for k, c in controls.items()}, seed=seed, total_steps=total_steps)
-            plots.ppo_dashboard(ppo.train(cfg))
-            plt.tight_layout()
-            plt.show()
+            updates = math.ceil(total_steps / cfg.batch_size)
+            live = LiveFigure(lambda history: lab_figure(history, total_steps), every=max(1, updates // LAB_REDRAWS), out=figure_out)
+            live.finish(ppo.train(cfg, callback=live))
 
     button.on_click(train)
-    return w.VBox([w.HBox(list(controls.values())[:3]), w.HBox([*list(controls.values())[3:], button]), out])
+    return w.VBox([w.HBox(list(controls.values())[:3]), w.HBox([*list(controls.values())[3:], button]), progress_out, figure_out])
 
 
 def temperature_explorer(policy: Any, tokenizer: Any, prompt: str = "the movie was") -> w.VBox:
@@ -101,28 +174,22 @@ def temperature_explorer(policy: Any, tokenizer: Any, prompt: str = "the movie w
     return w.VBox([w.HBox([temperature, button, seed]), output])
 
 
-class LiveDashboard:
-    """A callback for ``RLHFTrainer.train`` that redraws ``lm.plots.rlhf_dashboard`` in place after
-    every ``every`` iterations: one figure in one output area, updated through its display handle
-    (works with the inline backend in JupyterLab and on Colab)."""
+def rlhf_figure(trainer: Any) -> plt.Figure:
+    """``lm.plots.rlhf_dashboard`` of a trainer's history so far, on one row of four panels."""
+    from ppo_teach.lm.plots import rlhf_dashboard  # here, so notebooks 00–04 do not import transformers
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    rlhf_dashboard(trainer.history, axes)
+    fig.tight_layout()
+    return fig
+
+
+class LiveDashboard(LiveFigure):
+    """A callback for ``RLHFTrainer.train`` that redraws ``rlhf_figure`` in place after every ``every``
+    iterations, under the running cell (notebook 06)."""
 
     def __init__(self, every: int = 1) -> None:
-        self.every = every
-        self.handle = None
-
-    def __call__(self, trainer: Any) -> None:
-        from ppo_teach.lm.plots import rlhf_dashboard  # here, so notebooks 00–04 do not import transformers
-
-        if len(trainer.history.iterations) % self.every:
-            return
-        fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-        rlhf_dashboard(trainer.history, axes)
-        fig.tight_layout()
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+        super().__init__(rlhf_figure, every)
 
 
 def beta_explorer(
@@ -138,7 +205,7 @@ def beta_explorer(
     out, runs = w.Output(), dict(runs or {})
 
     def train(_: Any) -> None:
-        with out:
+        with disabled([beta, button]), out:
             clear_output(wait=True)
             runs[f"β = {beta.value:g}"] = make_trainer(beta.value).train()
             reward_vs_kl(runs)

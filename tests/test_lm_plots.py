@@ -153,11 +153,32 @@ def test_the_beta_widget_trains_a_run_per_press_with_the_chosen_beta():
     made = []
 
     def make(beta):
-        made.append(beta)
+        made.append((beta, choice.disabled, button.disabled))  # both off while the run trains
+        if len(made) == 2:
+            raise RuntimeError("no memory left")
         return RLHFTrainer(preset("tiny", beta=beta, iterations=1, batch_size=4, minibatches=1, epochs=1, eval_prompts=4))
 
     box = beta_explorer(make, betas=(0.0, 0.5))
     choice, button = box.children[0].children
     choice.value = 0.0
     button.click()
-    assert made == [0.0]
+    button.click()  # this run fails: its error is logged (shown, in a notebook) and the controls come back
+    assert made == [(0.0, True, True), (0.0, True, True)]
+    assert not choice.disabled and not button.disabled
+
+
+def test_the_rlhf_dashboard_of_a_beta_zero_run_has_a_beta_axis_and_evaluations_over_the_run():
+    """β = 0 throughout once gave the β axis zero height; the evaluation panel of a short run was centred
+    on iteration 0 alone."""
+    import matplotlib.pyplot as plt
+
+    from ppo_teach.lm.rlhf import RLHFHistory
+
+    step = dict(score_mean=0.5, score_std=0.1, kl=2.0, beta=0.0, clip_fraction=0.2, approx_kl=0.01)
+    history = RLHFHistory(iterations=[{"iteration": i, **step} for i in (1, 2, 3)],
+                          evaluations=[{"iteration": i, "kl": 0.0, "positive_rate": 0.5, "fluency": 0.9} for i in (0, 3)])
+    axes = list(plt.subplots(1, 4)[1])
+    lm_plots.rlhf_dashboard(history, axes)
+    beta_axis = next(ax for ax in axes[1].figure.axes if ax.get_ylabel() == "β")
+    assert beta_axis.get_ylim() == (0.0, 1.5)
+    assert axes[3].get_xlim() == axes[1].get_xlim() and axes[3].get_xlim()[1] >= 3

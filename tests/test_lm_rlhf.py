@@ -147,6 +147,13 @@ def test_training_evaluates_before_the_first_update_every_few_iterations_and_at_
     }
 
 
+def test_the_callback_after_the_last_iteration_sees_its_evaluation():
+    """A live dashboard drawn from the callback once showed the run without its final evaluation."""
+    seen = []
+    small(iterations=3, eval_every=2).train(callback=lambda t: seen.append(t.history.evaluations[-1]["iteration"]), progress=False)
+    assert seen == [0, 2, 3]
+
+
 def test_interrupting_training_returns_the_history_so_far():
     def stop_after_two(trainer):
         if trainer.iteration == 2:

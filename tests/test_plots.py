@@ -182,3 +182,26 @@ def test_solve_comparison_draws_median_bars_on_both_panels():
     plots.solve_comparison({"ppo": rows}, axes=axes)
     (steps_bar,), (seconds_bar,) = axes[0].collections, axes[1].collections
     assert steps_bar.get_segments()[0][0][1] == 15_000 and seconds_bar.get_segments()[0][0][1] == 3.0
+
+
+def test_a_seed_evaluated_once_is_drawn_as_a_visible_marker():
+    """Fast mode evaluates each run once: a line through one point drew nothing at all."""
+    once, often = History("ppo", 0, {}), History("ppo", 1, {})
+    once.eval_steps, once.eval_returns = [5_000], [120.0]
+    often.eval_steps, often.eval_returns = [5_000, 10_000], [120.0, 300.0]
+    ax = plt.subplots()[1]
+    plots.eval_curves([once, often], ax=ax)
+    single, several = ax.lines[:2]
+    assert single.get_marker() == "o" and len(single.get_xdata()) == 1
+    assert several.get_marker() in ("None", "", None)  # full mode's curves are drawn as before
+
+
+def test_solve_comparison_without_a_solved_seed_has_no_meaningless_steps_axis():
+    """Fast mode's runs solve nothing: the steps axis was scaled from 0 to 1.15 'steps'."""
+    from ppo_teach.bench import Result
+
+    axes = plt.subplots(1, 2)[1]
+    plots.solve_comparison({"reinforce": [Result("reinforce", 0, None, 1.0, 30.0)], "ppo": [Result("ppo", 0, None, 2.0, 40.0)]}, axes=axes)
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["not solved"]
+    crosses = [line for line in axes[0].lines if line.get_marker() == "x"]
+    assert len(crosses) == 2 and all(line.get_ydata()[0] == axes[0].get_yticks()[0] for line in crosses)

@@ -3,6 +3,7 @@ errors, the update's statistics, the widgets' functions, and the full-budget sol
 import math
 import statistics
 
+import ipywidgets
 import matplotlib
 
 matplotlib.use("Agg")
@@ -16,6 +17,7 @@ from ppo_teach import plots, ppo, widgets
 from ppo_teach.advantages import gae
 from ppo_teach.envs import make_vec_env
 from ppo_teach.errors import ConfigError
+from ppo_teach.history import History
 from ppo_teach.kl import AdaptiveKLCoefficient
 from ppo_teach.losses import approx_kl_k1, approx_kl_k3, clip_fraction, clipped_surrogate, clipped_value_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
@@ -226,6 +228,72 @@ def test_the_labs_eps_slider_is_disabled_for_the_variants_that_ignore_it():
     for name in ppo.LAB_VARIANTS:
         variant.value = name
         assert eps.disabled == (name != "clip"), name
+
+
+def test_the_labs_eps_slider_is_disabled_for_no_clipping_from_the_start():
+    box = widgets.ppo_lab(total_steps=1_000, variant="no clipping (ε = ∞)")
+    eps, variant = lab_controls(box)["ε"], lab_controls(box)["variant"]
+    assert eps.disabled
+    variant.value = "clip"
+    assert not eps.disabled
+    with pytest.raises(ConfigError, match="lab's"):
+        widgets.ppo_lab(variant="trpo")
+
+
+def lab_controls(box) -> dict:
+    """The lab's controls and its button, by description."""
+    return {c.description: c for row in box.children[:2] for c in row.children}
+
+
+def test_the_lab_redraws_its_dashboard_while_it_trains_with_every_control_disabled(monkeypatch):
+    drawn = []
+
+    def record(history, total_steps):
+        drawn.append((len(history.updates), [c.disabled for c in lab_controls(box).values()]))
+        return plt.figure()
+
+    monkeypatch.setattr(widgets, "lab_figure", record)
+    box = widgets.ppo_lab(total_steps=3_000)
+    controls = lab_controls(box)
+    next(c for c in controls.values() if isinstance(c, ipywidgets.Button)).click()
+    assert [updates for updates, _ in drawn] == [1, 2, 3]  # live: after every update of this short run
+    assert all(all(states) for _, states in drawn)
+    assert not any(c.disabled for c in controls.values())
+
+
+def test_the_lab_gives_its_controls_back_after_a_run_that_raises(monkeypatch):
+    failed = []
+
+    def fail(cfg, callback):
+        failed.append(cfg.clip_eps)
+        raise RuntimeError("training failed")  # the button's dispatcher logs it (a notebook shows it)
+
+    monkeypatch.setattr(ppo, "train", fail)
+    box = widgets.ppo_lab(total_steps=3_000, variant="no clipping (ε = ∞)")
+    controls = lab_controls(box)
+    next(c for c in controls.values() if isinstance(c, ipywidgets.Button)).click()
+    assert failed == [math.inf]
+    assert [name for name, c in controls.items() if c.disabled] == ["ε"]  # ε stays off: "no clipping" ignores it
+
+
+def test_the_labs_figure_says_how_far_the_run_is():
+    h = History(algo="ppo", seed=0, config={"variant": "clip", "clip_eps": 0.2})
+    h.log_update(2_000, {"clip_fraction": 0.1, "zero_grad_fraction": 0.07, "clip_fraction_after": 0.12, "kl_after": 0.01, "approx_kl": 0.008,
+                         "approx_kl_k1": 0.009, "explained_variance": 0.5, "entropy": 0.6, "ratio": torch.tensor([0.9, 1.1])})
+    fig = widgets.lab_figure(h, total_steps=20_000)
+    assert fig._suptitle.get_text() == "after 2,000 of 20,000 environment steps (1 update)" and len(fig.axes) == 6
+
+
+def test_the_ablation_costs_show_no_nan_when_the_defaults_do_not_solve():
+    """Fast mode's ablation printed +nan on every row: inf − inf when neither the defaults nor a variant solved."""
+    from ppo_teach.bench import Result, extra_steps, extra_steps_table
+
+    unsolved = {"defaults": [Result("ppo", 0, None, 1.0)], "one epoch per batch": [Result("ppo", 0, None, 1.0)]}
+    assert extra_steps(unsolved) == {"one epoch per batch": None}
+    assert "nan" not in extra_steps_table(unsolved) and "0 of 1 seeds" in extra_steps_table(unsolved)
+    solved = {"defaults": [Result("ppo", 0, 5_000, 1.0)], "slow": [Result("ppo", 0, 15_000, 1.0)], "never": [Result("ppo", 0, None, 1.0)]}
+    assert extra_steps(solved) == {"slow": 10_000, "never": math.inf}
+    assert extra_steps_table(solved).splitlines()[1:] == ["        +inf  never", "     +10,000  slow"]
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """The shared training loop: fresh evaluation start states, and Gymnasium's criterion reported."""
 import numpy as np
+import pytest
 
-from ppo_teach import reinforce, training
+from ppo_teach import ppo, reinforce, training, trpo
 from ppo_teach.envs import make_vec_env
 from ppo_teach.reinforce import ReinforceConfig
 
@@ -38,3 +39,14 @@ def test_a_run_reports_gymnasiums_criterion_from_the_sampled_policy():
     h = reinforce.train(ReinforceConfig(seed=0, final_eval_episodes=20, **SMALL), progress=False)
     assert h.final_sampled_return is not None and 8 < h.final_sampled_return < 500
     assert reinforce.train(ReinforceConfig(seed=0, final_eval_episodes=0, **SMALL), progress=False).final_sampled_return is None
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "trpo", "ppo"])
+def test_every_algorithm_calls_back_after_each_update_with_the_growing_history(algo):
+    """The hook notebook 04's lab redraws its dashboard from while a run trains, shared by all three."""
+    module = {"reinforce": reinforce, "trpo": trpo, "ppo": ppo}[algo]
+    config = {"reinforce": ReinforceConfig, "trpo": trpo.TRPOConfig, "ppo": ppo.PPOConfig}[algo]
+    seen = []
+    history = module.train(config(num_envs=2, steps_per_env=100, total_steps=600, final_eval_episodes=0, eval_every=400),
+                           progress=False, callback=lambda h: seen.append((len(h.updates), len(h.eval_steps))))
+    assert seen == [(1, 0), (2, 1), (3, 1)] and len(history.updates) == 3

@@ -121,7 +121,7 @@ def rlhf_dashboard(history: RLHFHistory, axes: Sequence[plt.Axes] | None = None)
     kl_ax.legend(fontsize="small", loc="upper left")
     beta_ax = kl_ax.twinx()
     beta_ax.plot(*history.series("beta"), color="C2", ls="--")
-    beta_ax.set_ylim(bottom=0, top=max(history.series("beta")[1], default=1) * 1.5)
+    beta_ax.set_ylim(bottom=0, top=1.5 * (max(history.series("beta")[1], default=0) or 1))  # β = 0 throughout: an axis to 1.5
     beta_ax.set_ylabel("β", color="C2")
     update_ax.plot(*history.series("clip_fraction"), label="clip fraction")
     update_ax.plot(*history.series("approx_kl"), label="approx. KL per token (update)")
@@ -129,7 +129,7 @@ def rlhf_dashboard(history: RLHFHistory, axes: Sequence[plt.Axes] | None = None)
     update_ax.legend(fontsize="small")
     for key in ("positive_rate", "fluency"):
         eval_ax.plot(*history.series(key, evaluations=True), marker="o", label=key.replace("_", " "))
-    eval_ax.set(xlabel="iteration", ylim=(0, 1.05), title="held-out evaluation")
+    eval_ax.set(xlabel="iteration", xlim=kl_ax.get_xlim(), ylim=(0, 1.05), title="held-out evaluation")  # the KL panel's iterations
     eval_ax.legend(fontsize="small")
     return {"score": np.asarray(score), "kl": np.asarray(history.series("kl")[1])}
 

@@ -290,7 +290,8 @@ class RLHFTrainer:
     ) -> RLHFHistory:
         """Run ``iterations`` more iterations (by default those left of ``cfg.iterations``), with an
         evaluation before the first update, every ``eval_every`` iterations and at the end, a
-        checkpoint every ``checkpoint_every`` iterations, and ``callback(self)`` after each iteration.
+        checkpoint every ``checkpoint_every`` iterations, and ``callback(self)`` after each iteration
+        (after the last one's evaluation, so that a live dashboard shows it).
         Interrupting the kernel stops it and returns the history so far (the iteration in progress
         may be partly applied: resume exactly from a checkpoint, not from an interrupted run)."""
         cfg = self.cfg
@@ -298,9 +299,9 @@ class RLHFTrainer:
         if not self.history.evaluations:
             self.evaluate()
         try:
-            for _ in tqdm(range(todo), desc="RLHF", disable=not progress):
+            for i in tqdm(range(todo), desc="RLHF", disable=not progress):
                 self.step()
-                if self.iteration % cfg.eval_every == 0:
+                if self.iteration % cfg.eval_every == 0 or i == todo - 1:
                     self.evaluate()
                 if cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                     self.save(Path(cfg.checkpoint_dir) / f"iteration-{self.iteration:05d}")
