@@ -12,6 +12,7 @@ from it; tests check both are in sync.  To publish the course at another address
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import re
@@ -216,8 +217,28 @@ def with_repo_url(source: str, repo_url: str) -> str:
     return text
 
 
+# The notebook metadata JupyterLab 4 writes when a notebook's kernel starts (measured: open, save,
+# diff).  A notebook committed with it is not marked modified on opening, but only under the same
+# Python: ``language_info.version`` is the kernel's Python down to the patch level, and any other
+# value (or none) marks the notebook modified.  It is the Python the course is tested with in CI.
+NOTEBOOK_PYTHON = "3.11.7"
+NOTEBOOK_METADATA = {
+    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+    "language_info": {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": NOTEBOOK_PYTHON,
+    },
+}
+
+
 def sync_notebooks(setup: str = COLAB_SETUP, root: Path = ROOT) -> None:
-    """Rewrite the Colab set-up cell (the first code cell) of every notebook under ``root`` to ``setup``."""
+    """Rewrite the Colab set-up cell (the first code cell) of every notebook under ``root`` to
+    ``setup``, and its kernel metadata to ``NOTEBOOK_METADATA``."""
     import nbformat
 
     for nb in NOTEBOOKS:
@@ -225,6 +246,7 @@ def sync_notebooks(setup: str = COLAB_SETUP, root: Path = ROOT) -> None:
         book = nbformat.read(path, as_version=4)
         first_code = next(c for c in book.cells if c.cell_type == "code")
         first_code.source = setup
+        book.metadata.update(copy.deepcopy(NOTEBOOK_METADATA))
         nbformat.write(book, path)
 
 

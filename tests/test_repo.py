@@ -39,6 +39,13 @@ def test_each_notebook_starts_with_the_colab_setup_cell(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_notebook_carries_the_metadata_jupyterlab_writes_so_it_opens_unmodified(path):
+    metadata = nbformat.read(path, as_version=4).metadata
+    for key, value in course.NOTEBOOK_METADATA.items():
+        assert metadata.get(key) == value, f"{path.name}: {key} differs; run `python -m ppo_teach.course`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_each_notebook_has_the_course_structure(path):
     text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
     assert "You will learn" in text and "## Summary" in text
