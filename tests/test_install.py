@@ -71,7 +71,7 @@ def test_a_python_older_than_3_10_is_named(tmp_path):
 
 
 def test_make_lab_serves_the_repository_root_and_opens_notebook_00():
-    dry = subprocess.run(["make", "-n", "lab", "LAB_ARGS=--no-browser"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    command = dry.stdout.strip().splitlines()[-1]
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "lab", "LAB_ARGS=--no-browser"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    command = next(line for line in dry.stdout.splitlines() if "jupyter lab" in line)
     assert f'--ServerApp.root_dir="{ROOT}"' in command and "notebooks/00_start_here.ipynb" in command
     assert command.endswith("--no-browser")
