@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ class History:
     def solved(self) -> bool:
         return self.steps_to_solve is not None
 
+    @property
+    def steps(self) -> int:
+        """Environment steps trained on so far (0 before the first update)."""
+        return int(self.updates[-1]["step"]) if self.updates else 0
+
     def save(self, path: str | Path) -> None:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "models"}
         data["episodes"] = asdict(self.episodes)
@@ -62,3 +68,10 @@ class History:
         data = json.loads(Path(path).read_text())
         data["episodes"] = EpisodeLog(**data["episodes"])
         return cls(**data)
+
+
+def smoke_test_note(histories: Sequence[History], full_mode: str = "The text below gives what full mode's runs show.") -> str:
+    """What fast-mode runs of several seeds amount to: their steps and greedy evaluations, a smoke
+    test, and where the notebook gives full mode's results (``full_mode``)."""
+    run = histories[0]
+    return f"fast mode: {run.steps:,} steps per seed, {len(run.eval_steps)} greedy evaluation(s): a smoke test. {full_mode}"

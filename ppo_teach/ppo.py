@@ -170,7 +170,7 @@ class PPO(Agent):
         super().__init__(cfg)
         self.networks = (self.policy, self.value_fn)
         self.optimizer = adam([p for net in self.networks for p in net.parameters()], cfg.lr)
-        self.schedule = linear_annealing(self.optimizer, math.ceil(cfg.total_steps / cfg.batch_size), cfg.anneal_lr)
+        self.schedule = linear_annealing(self.optimizer, cfg.num_updates, cfg.anneal_lr)
         self.kl_coef = AdaptiveKLCoefficient(beta=cfg.kl_beta_init, target=cfg.kl_target)
 
     def update(self, batch: Batch) -> dict[str, float | torch.Tensor]:

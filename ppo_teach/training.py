@@ -11,6 +11,7 @@ Gymnasium's own criterion (see ``TrainConfig``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -79,6 +80,11 @@ class TrainConfig:
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.steps_per_env
+
+    @property
+    def num_updates(self) -> int:
+        """The number of batches, and so of updates, the budget allows: ⌈total_steps / batch_size⌉."""
+        return math.ceil(self.total_steps / self.batch_size)
 
 
 def build(cfg: TrainConfig) -> tuple[torch.nn.Module, ValueFunction]:

@@ -279,7 +279,7 @@ class StepSizeLab:
         cfg = TRPOConfig(seed=seed, total_steps=budget(full=10_000, fast=3_000))
         trained = train(cfg, progress=progress)
         self.policy, self.env_id, self.seed, self.eval_episodes = trained.models["policy"], cfg.env_id, seed, eval_episodes
-        self.trained_steps = cfg.total_steps
+        self.trained_steps = trained.steps
         env = make_vec_env(cfg.env_id, cfg.num_envs, seed + 1)
         batch = Collector(env, self.policy, seed + 1).collect(cfg.steps_per_env)
         env.close()

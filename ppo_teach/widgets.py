@@ -6,7 +6,6 @@ matplotlib backend works in JupyterLab (ipywidgets 8) and on Colab (ipywidgets 7
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -112,9 +111,8 @@ def lab_figure(history: History, total_steps: int) -> plt.Figure:
     """The lab's dashboard of a run so far: ``plots.ppo_dashboard`` under a title that says how far it is."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 6.4))
     plots.ppo_dashboard(history, axes.flat)
-    steps = int(history.updates[-1]["step"]) if history.updates else 0
     updates = len(history.updates)
-    fig.suptitle(f"after {steps:,} of {total_steps:,} environment steps ({updates} update{'' if updates == 1 else 's'})",
+    fig.suptitle(f"after {history.steps:,} of {total_steps:,} environment steps ({updates} update{'' if updates == 1 else 's'})",
                  x=0.01, ha="left", fontweight="bold")
     fig.tight_layout()
     return fig
@@ -150,8 +148,7 @@ def ppo_lab(seed: int = 0, total_steps: int = 20_000, variant: str = "clip") -> 
         with disabled([*controls.values(), button]), progress_out:
             clear_output()
             cfg = ppo.lab_config(**{k: c.value for k, c in controls.items()}, seed=seed, total_steps=total_steps)
-            updates = math.ceil(total_steps / cfg.batch_size)
-            live = LiveFigure(lambda history: lab_figure(history, total_steps), every=max(1, updates // LAB_REDRAWS), out=figure_out)
+            live = LiveFigure(lambda history: lab_figure(history, total_steps), every=max(1, cfg.num_updates // LAB_REDRAWS), out=figure_out)
             live.finish(ppo.train(cfg, callback=live))
 
     button.on_click(train)
