@@ -91,11 +91,10 @@ class RLHFResult:
 def solve_rlhf(seed: int, beta: float | None = None) -> RLHFResult:
     """``lm.rlhf``'s default run on ``seed`` (β = ``beta`` if given) for its whole budget."""
     start = time.perf_counter()
-    defaults = RLHFConfig()
     cfg = RLHFConfig(
         seed=seed,
-        beta=defaults.beta if beta is None else beta,
-        iterations=budget(full=defaults.iterations, fast=RLHF_FAST_ITERATIONS),
+        beta=RLHFConfig.beta if beta is None else beta,
+        iterations=budget(full=RLHFConfig.iterations, fast=RLHF_FAST_ITERATIONS),
     )
     evaluations = RLHFTrainer(cfg).train(progress=False).evaluations
     reached = seconds_to_target(evaluations)
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_rlhf(seeds: list[int], beta: float | None, as_json: bool) -> int:
-    """The rlhf benchmark on every seed: each result printed as it arrives, then the table."""
+    """The rlhf benchmark on every seed: with ``as_json`` one JSON object per result as it arrives, else a table at the end."""
     results = []
     for seed in seeds:
         results.append(solve_rlhf(seed, beta))

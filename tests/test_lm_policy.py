@@ -280,3 +280,13 @@ def test_a_tokenizer_that_pads_on_the_right_is_refused(loaded):
     right.padding_side = "right"
     with pytest.raises(ConfigError, match="padding_side = 'left'"):
         generate(policy, right, PROMPTS)
+
+
+def test_a_minibatch_of_a_generation_keeps_every_per_response_field_aligned(batch):
+    idx = torch.tensor([len(PROMPTS) - 1, 0])
+    part = batch.rows(idx)
+    assert part.prompts == [PROMPTS[-1], PROMPTS[0]] and part.texts == [batch.texts[-1], batch.texts[0]]
+    assert torch.equal(part.ids, batch.ids[idx]) and torch.equal(part.attention_mask, batch.attention_mask[idx])
+    assert torch.equal(part.sampling_logprobs, batch.sampling_logprobs[idx])
+    assert (part.prompt_width, part.temperature) == (batch.prompt_width, batch.temperature)
+    assert part.full_texts == [p + r for p, r in zip(part.prompts, part.texts)]

@@ -122,7 +122,7 @@ def preset(model: str, **overrides: object) -> RLHFConfig:
     """
     if model not in PRESETS:
         raise ConfigError(f"preset {model!r} is not one of {PRESETS}. Fix: use 'tiny' (offline, CPU) or 'gpt2' (a GPU and the hub).")
-    settings: dict[str, object] = {"iterations": budget(full=40, fast=3)}
+    settings: dict[str, object] = {"iterations": budget(full=RLHFConfig.iterations, fast=3)}
     if model == "gpt2":
         settings |= {"model": "gpt2", "reward": "lvwerra/distilbert-imdb", "lr": 1.41e-5, "adaptive_kl": True, "kl_target": 6.0}
     return RLHFConfig(**(settings | overrides))

@@ -12,21 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from ppo_teach.lm.rewards import Reward, VaderReward
-
-VADER_POSITIVE = 0.05  # VADER's threshold: compound > 0.05 reads as positive
 TARGET_POSITIVE_RATE = 0.95
 TARGET_MAX_KL = 6.0
 TARGET_FLUENCY_SHARE = 0.9
 
 
-def positive_threshold(reward: Reward) -> float:
-    """The score above which ``reward`` calls a text positive: 0.05 for VADER, 0 for a classifier's logit."""
-    return VADER_POSITIVE if isinstance(reward, VaderReward) else 0.0
-
-
 def positive_rate(scores: torch.Tensor, threshold: float) -> float:
-    """#{i : score_i > threshold} / n."""
+    """#{i : score_i > threshold} / n (each reward's ``positive_threshold``)."""
     return float((scores > threshold).float().mean())
 
 

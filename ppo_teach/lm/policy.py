@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -133,12 +134,21 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
     logits: [..., T, V], tokens: [..., T]  →  [..., T].  (The log of raw logits, or a softmax
     without the log, are not log-probabilities.)"""
-    return torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
+    return _picked(torch.log_softmax(logits, dim=-1), tokens)
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """H(π(·|s_t)) = −Σ_v π(v|s_t) log π(v|s_t) at each position: [..., T, V] → [..., T]."""
-    logp = torch.log_softmax(logits, dim=-1)
+    return _entropy(torch.log_softmax(logits, dim=-1))
+
+
+def _picked(logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log π(a_t | s_t) from the log-probabilities over the vocabulary."""
+    return logp.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def _entropy(logp: torch.Tensor) -> torch.Tensor:
+    """H(π(·|s_t)) from the log-probabilities over the vocabulary."""
     return -(logp.exp() * logp).sum(-1)
 
 
@@ -189,6 +199,20 @@ class Generation:
     def responses(self) -> torch.Tensor:
         """The response tokens, [B, R]."""
         return self.ids[:, self.prompt_width :]
+
+    @property
+    def full_texts(self) -> list[str]:
+        """Each prompt followed by its response: what the reward scores."""
+        return [p + r for p, r in zip(self.prompts, self.texts)]
+
+    def rows(self, idx: torch.Tensor) -> Generation:
+        """The responses ``idx``, as a batch of their own: one minibatch."""
+        picked = idx.tolist()
+        per_response = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{
+            name: [value[i] for i in picked] if isinstance(value, list) else value[idx]
+            for name, value in per_response.items() if isinstance(value, (list, torch.Tensor))
+        })
 
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,7 +312,8 @@ def evaluate(policy: PolicyWithValueHead, batch: Generation) -> Evaluation:
     out = policy(batch.ids, batch.attention_mask)
     scored = slice(batch.prompt_width - 1, -1)
     logits = out.logits[:, scored] / batch.temperature
-    return Evaluation(logits, token_logprobs(logits, batch.responses), token_entropy(logits), out.values[:, scored])
+    logp = torch.log_softmax(logits, dim=-1)  # once, for the log-probs and the entropies
+    return Evaluation(logits, _picked(logp, batch.responses), _entropy(logp), out.values[:, scored])
 
 
 @dataclass
@@ -310,10 +335,10 @@ def kl_estimates(policy_eval: Evaluation, reference_eval: Evaluation) -> PerToke
     The tokens were sampled from π_θ, so π_θ plays "old" and π_ref "new": k1 = log π_θ(a_t) − log π_ref(a_t),
     k3 = (ρ_t − 1) − log ρ_t with ρ_t = π_ref(a_t)/π_θ(a_t); both have the exact KL as their expectation
     given s_t."""
-    exact = per_token_kl(policy_eval.logits, reference_eval.logits)
     k1, k3 = (per_sample(k, reference_eval.logprobs, policy_eval.logprobs) for k in (approx_kl_k1, approx_kl_k3))
     logp, logp_ref = (torch.log_softmax(e.logits.double(), -1) for e in (policy_eval, reference_eval))  # ρ can be huge
-    k1_std, k3_std = (estimator_moments(k, logp, logp_ref)[1] for k in (approx_kl_k1, approx_kl_k3))
+    (k1_mean, k1_std), (_, k3_std) = (estimator_moments(k, logp, logp_ref) for k in (approx_kl_k1, approx_kl_k3))
+    exact = k1_mean.to(policy_eval.logits.dtype)  # E_π[k1] = Σ_v π(v)·(log π(v) − log π_ref(v)), the exact KL
     return PerTokenKL(exact, k1, k3, k1_std, k3_std)
 
 

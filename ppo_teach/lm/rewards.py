@@ -25,6 +25,8 @@ OFFLINE_REWARD = f"{VADER!r} (load_reward's default)"
 
 
 class Reward(Protocol):
+    positive_threshold: float  # a text whose score is above it reads as positive
+
     def score(self, texts: list[str]) -> torch.Tensor:
         """One float32 score per text, on the CPU: higher is more positive."""
 
@@ -32,6 +34,8 @@ class Reward(Protocol):
 class VaderReward:
     """VADER's compound score: the summed valence of the text's words, with VADER's rules for
     negation, intensifiers and punctuation, squashed into [−1, 1]."""
+
+    positive_threshold = 0.05  # Hutto & Gilbert's: compound > 0.05 reads as positive
 
     def __init__(self) -> None:
         self.analyzer = SentimentIntensityAnalyzer()
@@ -43,6 +47,8 @@ class VaderReward:
 class ClassifierReward:
     """The raw logit of a sequence classifier's POSITIVE class (unbounded; not its probability),
     batched, without gradients, each text truncated to what the classifier can read."""
+
+    positive_threshold = 0.0  # the POSITIVE logit above 0
 
     def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int = 64) -> None:
         self.model, self.tokenizer, self.batch_size = model.eval(), tokenizer, batch_size

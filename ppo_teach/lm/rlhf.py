@@ -33,7 +33,7 @@ from ppo_teach.kl import ProportionalKLController
 from ppo_teach.lm import checkpoint
 from ppo_teach.lm.config import RLHFConfig, check_bf16, preset, split_prompts
 from ppo_teach.lm.grammar import fluency
-from ppo_teach.lm.metrics import distinct2, positive_rate, positive_threshold
+from ppo_teach.lm.metrics import distinct2, positive_rate
 from ppo_teach.lm.policy import Generation, evaluate, generate, load_policy, per_token_kl, reference_model
 from ppo_teach.lm.rewards import load_reward
 from ppo_teach.losses import approx_kl_k3, clip_fraction, clipped_surrogate, clipped_value_loss, entropy_bonus, explained_variance
@@ -82,19 +82,6 @@ def response_gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam:
     return gae(*streams, next_values, terminated=last, ends=last, gamma=gamma, lam=lam).T
 
 
-def rows(batch: Generation, idx: torch.Tensor) -> Generation:
-    """The responses ``idx`` of ``batch``, as a batch of their own."""
-    picked = idx.tolist()
-    return dataclasses.replace(
-        batch,
-        ids=batch.ids[idx],
-        attention_mask=batch.attention_mask[idx],
-        prompts=[batch.prompts[i] for i in picked],
-        texts=[batch.texts[i] for i in picked],
-        sampling_logprobs=batch.sampling_logprobs[idx],
-    )
-
-
 @dataclass
 class RLHFHistory:
     """What a run logged.  ``iterations``: one entry per PPO iteration (``RLHFTrainer.step``) with
@@ -127,7 +114,6 @@ class RLHFTrainer:
         self.reference = reference_model(self.policy)
         self.device = next(self.policy.parameters()).device
         self.reward = load_reward(cfg.reward, cfg.device)
-        self.positive = positive_threshold(self.reward)
         self.optimizer = adam(self.policy.parameters(), cfg.lr, cfg.adam_eps)
         self.schedule = linear_annealing(self.optimizer, cfg.iterations, cfg.anneal_lr)
         self.controller = ProportionalKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
@@ -150,16 +136,17 @@ class RLHFTrainer:
         """Step 1: ``batch_size`` training prompts (drawn with replacement) and a response to each."""
         picks = torch.randint(len(self.train_prompts), (self.cfg.batch_size,), generator=self.generator)
         seed = int(torch.randint(2**62, (1,), generator=self.generator))
+        return self.generate([self.train_prompts[i] for i in picks.tolist()], seed)
+
+    def generate(self, prompts: list[str], seed: int) -> Generation:
+        """The policy's response to each prompt, sampled with ``seed`` at the run's length and temperature."""
         with self.autocast():
-            return generate(
-                self.policy, self.tokenizer, [self.train_prompts[i] for i in picks.tolist()],
-                self.cfg.response_length, self.cfg.temperature, seed=seed,
-            )
+            return generate(self.policy, self.tokenizer, prompts, self.cfg.response_length, self.cfg.temperature, seed=seed)
 
     @torch.no_grad()
     def score(self, batch: Generation) -> Rollout:
         """Steps 2–4 for a sampled batch: log-probs, values, per-token rewards, GAE, returns."""
-        scores = self.reward.score([p + r for p, r in zip(batch.prompts, batch.texts)]).to(self.device)
+        scores = self.reward.score(batch.full_texts).to(self.device)
         with self.autocast():
             old, ref = evaluate(self.policy, batch), evaluate(self.reference, batch)
         logprobs, ref_logprobs, values = old.logprobs.float(), ref.logprobs.float(), old.values.float()
@@ -178,7 +165,7 @@ class RLHFTrainer:
         π_θ, its parts, and the ratio r_t = π_θ(a_t|s_t)/π_old(a_t|s_t) of every token."""
         cfg = self.cfg
         with self.autocast():
-            new = evaluate(self.policy, rows(rollout.batch, idx))
+            new = evaluate(self.policy, rollout.batch.rows(idx))
         logp, values = new.logprobs.float(), new.values.float()
         logp_old, advantages = rollout.logprobs[idx], rollout.advantages[idx]
         objective = clipped_surrogate(logp, logp_old, advantages, cfg.clip_eps)
@@ -261,16 +248,16 @@ class RLHFTrainer:
         the exact KL Σ_t KL(π(·|s_t) ‖ π_ref(·|s_t)) per response (mean), the grammar's fluency of
         prompt + response, and distinct-2 of the responses alone (the prompts' shared openings would
         count as repetition).  Appended to ``history.evaluations`` and returned."""
+        batch = self.generate(self.eval_prompts, EVAL_SEED)
         with self.autocast():
-            batch = generate(self.policy, self.tokenizer, self.eval_prompts, self.cfg.response_length, self.cfg.temperature, seed=EVAL_SEED)
             kl = per_token_kl(evaluate(self.policy, batch).logits.float(), evaluate(self.reference, batch).logits.float())
-        texts = [p + r for p, r in zip(batch.prompts, batch.texts)]
+        full_texts = batch.full_texts
         entry = {
             "iteration": self.iteration,
             "seconds": self.seconds,
-            "positive_rate": positive_rate(self.reward.score(texts), self.positive),
+            "positive_rate": positive_rate(self.reward.score(full_texts), self.reward.positive_threshold),
             "kl": float(kl.sum(-1).mean()),
-            "fluency": fluency(texts),
+            "fluency": fluency(full_texts),
             "distinct2": distinct2(batch.texts),
         }
         self.history.evaluations.append(entry)
@@ -280,9 +267,7 @@ class RLHFTrainer:
     def samples(self, prompts: list[str], seed: int = 0) -> list[tuple[str, float]]:
         """(prompt + response, its score) for each prompt, sampled with ``seed``: the same prompts and
         seed before and after training give the before/after table."""
-        with self.autocast():
-            batch = generate(self.policy, self.tokenizer, prompts, self.cfg.response_length, self.cfg.temperature, seed=seed)
-        texts = [p + r for p, r in zip(batch.prompts, batch.texts)]
+        texts = self.generate(prompts, seed).full_texts
         return list(zip(texts, self.reward.score(texts).tolist()))
 
     def train(
