@@ -3,6 +3,7 @@ numbers it drew, so tests can check a plot's content without looking at pixels."
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Sequence
 
@@ -328,9 +329,11 @@ def solve_comparison(groups: dict[str, Sequence], axes: Sequence[plt.Axes] | Non
         if all(s is not None for s in steps):
             axes[0].hlines(np.median(steps), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
             axes[1].hlines(np.median([r.wall_s for r in rows]), i - 0.25, i + 0.25, color=f"C{i}", lw=2)
-    tilted = {"rotation": 25, "ha": "right"} if len(groups) > 4 else {}  # many labels (notebook 04's ablations) would overlap
+    # Many labels (notebook 04's ablations) are tilted, a few long ones (notebook 03's) wrapped: either would overlap.
+    tilted = len(groups) > 4
+    labels = list(groups) if tilted else [textwrap.fill(g, 20) for g in groups]
     for ax, label in zip(axes, ("environment steps to solve", "training seconds to solve")):
-        ax.set_xticks(range(len(groups)), list(groups), **tilted)
+        ax.set_xticks(range(len(groups)), labels, **({"rotation": 25, "ha": "right"} if tilted else {}))
         ax.set(ylabel=label, ylim=(0, None))
     if not solved_steps:
         axes[0].set_yticks([unsolved_at], ["not solved"])

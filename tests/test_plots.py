@@ -205,3 +205,16 @@ def test_solve_comparison_without_a_solved_seed_has_no_meaningless_steps_axis():
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["not solved"]
     crosses = [line for line in axes[0].lines if line.get_marker() == "x"]
     assert len(crosses) == 2 and all(line.get_ydata()[0] == axes[0].get_yticks()[0] for line in crosses)
+
+
+def test_solve_comparison_labels_do_not_overlap():
+    """Notebook 03's long group names ran into each other under the steps axis."""
+    from ppo_teach.bench import Result
+
+    names = ["defaults", "value clipping on", "one gradient norm over both networks"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
+    plots.solve_comparison({name: [Result("ppo", 0, 10_000, 2.0)] for name in names}, axes=axes)
+    fig.tight_layout()
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in axes[0].get_xticklabels()]
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
