@@ -76,6 +76,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def global_rng_state() -> dict[str, Any]:
+    """torch's, Python's and NumPy's global generator states, NumPy's key as an int64 tensor."""
+    name, keys, *rest = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), *rest]}
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``global_rng_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+
+
 def check_seed(seed: Any) -> None:
     """Reject anything that is not a non-negative integer seed."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -3,17 +3,16 @@ pieces, judged by the network parameters it leaves behind."""
 from __future__ import annotations
 
 import copy
-import random
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from ppo_teach import advantages, losses, ppo
+from ppo_teach.config import global_rng_state, set_global_rng_state
 from ppo_teach.envs import make_vec_env
 from ppo_teach.exercises.grading import UNFINISHED, CheckResult
 from ppo_teach.rollout import Batch, Collector
@@ -90,7 +89,7 @@ def _isolated() -> Iterator[None]:
     ``training.run``) without touching the caller's Python, NumPy and PyTorch random streams,
     and without the scheduler's warning that a deep-copied optimizer's ``step`` is not the one it
     wrapped (it only counts calls; it does not change what a step does)."""
-    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    states = global_rng_state()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -99,9 +98,7 @@ def _isolated() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(threads)
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.random.set_rng_state(states[2])
+        set_global_rng_state(states)
 
 
 Parameters = dict[str, dict[str, torch.Tensor]]  # network → parameter name → value

@@ -5,30 +5,14 @@ The random generators' states (torch's, Python's, NumPy's) are stored as tensors
 so that a resumed run draws exactly what the uninterrupted one would have drawn."""
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
 WEIGHTS = "policy.safetensors"
 STATE = "state.pt"
-
-
-def global_rng_state() -> dict[str, Any]:
-    """torch's, Python's and NumPy's global generator states, NumPy's key as an int64 tensor."""
-    name, keys, *rest = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), *rest]}
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``global_rng_state`` returned."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
 
 
 def write(folder: Path | str, policy: torch.nn.Module, state: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppo_teach.advantages import gae, whiten
-from ppo_teach.config import pick_device, seed_everything
+from ppo_teach.config import global_rng_state, pick_device, seed_everything, set_global_rng_state
 from ppo_teach.kl import ProportionalKLController
 from ppo_teach.lm import checkpoint
 from ppo_teach.lm.config import RLHFConfig, check_bf16, preset, split_prompts
@@ -311,7 +311,7 @@ class RLHFTrainer:
             "iteration": self.iteration,
             "seconds": self.seconds,
             "history": dataclasses.asdict(self.history),
-            "rng": {"trainer": self.generator.get_state(), **checkpoint.global_rng_state()},
+            "rng": {"trainer": self.generator.get_state(), **global_rng_state()},
         }
         checkpoint.write(path, self.policy, state)
 
@@ -327,5 +327,5 @@ class RLHFTrainer:
         trainer.iteration, trainer.seconds = state["iteration"], state["seconds"]
         trainer.history = RLHFHistory(**state["history"])
         trainer.generator.set_state(state["rng"]["trainer"])
-        checkpoint.set_global_rng_state(state["rng"])
+        set_global_rng_state(state["rng"])
         return trainer
