@@ -13,3 +13,12 @@ def _one_thread_and_seed():
 def full_mode(monkeypatch):
     """Run a test with the full-mode budgets even when `make test` sets PPO_TEACH_FAST=1."""
     monkeypatch.delenv("PPO_TEACH_FAST", raising=False)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """The embedded tiny GPT-2 and its tokenizer, on the CPU: one load per test module."""
+    from ppo_teach.lm import TINY_GPT2
+    from ppo_teach.lm.policy import load_policy
+
+    return load_policy(TINY_GPT2, device="cpu")

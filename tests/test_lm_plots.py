@@ -7,17 +7,11 @@ import torch
 matplotlib.use("Agg")
 
 from ppo_teach.kl import exact_moments  # noqa: E402
-from ppo_teach.lm import TINY_GPT2  # noqa: E402
 from ppo_teach.lm import plots as lm_plots  # noqa: E402
-from ppo_teach.lm.policy import evaluate, generate, kl_estimates, load_policy, reference_model  # noqa: E402
+from ppo_teach.lm.policy import evaluate, generate, kl_estimates, reference_model  # noqa: E402
 from ppo_teach.lm.tiny import read_log  # noqa: E402
 from ppo_teach.losses import approx_kl_k1, approx_kl_k3  # noqa: E402
 from ppo_teach.widgets import temperature_explorer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def loaded():
-    return load_policy(TINY_GPT2, device="cpu")
 
 
 def perturbed_copy(policy, sigma: float):

@@ -32,11 +32,6 @@ PROMPTS = ["the movie was", "i watched this film and the actors were", "a story"
 
 
 @pytest.fixture(scope="module")
-def loaded():
-    return load_policy(TINY_GPT2, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def batch(loaded):
     policy, tokenizer = loaded
     return generate(policy, tokenizer, PROMPTS, response_length=6, seed=0)
