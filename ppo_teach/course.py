@@ -67,6 +67,8 @@ NOTEBOOKS = [
              "Tokens as actions, sampling and temperature (widget), per-token log-probs, the reference model and the per-token KL (exact vs k1, k3), the sentiment reward, the value head, how the embedded tiny GPT-2 was built."),
     Notebook("06_rlhf.ipynb", "RLHF: PPO fine-tuning of a language model",
              "The RLHF loop with notebook 03's own PPO functions, a live training dashboard, before/after samples, reward hacking at β = 0, a β widget, saving and resuming, GPT-2 on a Colab GPU."),
+    Notebook("07_mistakes.ipynb", "Common mistakes, each measured",
+             "Nine wrong patterns that circulate (greedy actions, clamped log-probs, r − V advantages, raw logits, a penalty \"TRPO\", β called a learning rate, PPO for pretraining, a wrong entropy term, Â as value target), each run beside the right code and measured; spot the bug."),
 ]
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"

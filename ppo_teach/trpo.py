@@ -220,16 +220,25 @@ class TRPO(Agent):
         self.value_opt = adam(self.value_fn.parameters(), cfg.value_lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One TRPO update on ``batch``: natural-gradient direction, full step to the boundary of
-        the quadratic trust region (½ΔθᵀFΔθ = δ), line search on the exact KL, then value
-        regression.  Returns its statistics, among them the exact KL̄ of the full step and of the
-        accepted one (of the last one tried if none was accepted) as fractions of δ, beside the
-        quadratic model's prediction for the latter, ½ΔθᵀFΔθ/δ = (κᵏ)²."""
+        """One TRPO update on ``batch``: GAE(λ) advantages, the policy step (``policy_step``), then
+        value regression.  Returns their statistics."""
         cfg = self.cfg
         advantages, returns, _ = gae_and_targets(batch, self.value_fn, cfg.gamma, cfg.lam)
         problem = TrustRegionProblem(
             self.policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten()
         )
+        stats = self.policy_step(problem)
+        stats["entropy"] = float(problem.old_dist.entropy().mean())
+        stats["value_loss"] = fit_value(self.value_fn, self.value_opt, batch.obs, returns, cfg.value_iters)
+        return stats
+
+    def policy_step(self, problem: TrustRegionProblem) -> dict[str, float]:
+        """The policy's step: natural-gradient direction, full step to the boundary of the quadratic
+        trust region (½ΔθᵀFΔθ = δ), line search on the exact KL.  Returns its statistics, among them
+        the exact KL̄ of the full step and of the accepted one (of the last one tried if none was
+        accepted) as fractions of δ, beside the quadratic model's prediction for the latter,
+        ½ΔθᵀFΔθ/δ = (κᵏ)²."""
+        cfg = self.cfg
         direction = problem.natural_gradient(cfg.damping, cfg.cg_iters)
         full_step = direction.full_step(cfg.max_kl)
         search = problem.line_search(full_step, cfg.max_kl, cfg.backtrack_ratio, cfg.max_backtracks)
@@ -244,8 +253,6 @@ class TRPO(Agent):
             "backtracks": search.backtracks,
             "accepted": float(search.accepted),
             "step_norm": float(full_step.norm()) * (fraction if search.accepted else 0.0),
-            "entropy": float(problem.old_dist.entropy().mean()),
-            "value_loss": fit_value(self.value_fn, self.value_opt, batch.obs, returns, cfg.value_iters),
         }
 
 

@@ -8,7 +8,8 @@
 * ``surrogate``: the clipped surrogate (03) and the k3 estimate of the KL (04);
 * ``ppo_update``: one PPO update assembled from the package's pieces (03);
 * ``logprobs``: a language model's per-token log-probabilities from its logits (05);
-* ``token_rewards``: RLHF's per-token rewards, the score and the KL penalty (06).
+* ``token_rewards``: RLHF's per-token rewards, the score and the KL penalty (06);
+* ``spot_the_bug``: a PPO loss with two planted mistakes, and which of them are fixed (07).
 
 A checker never raises for a wrong answer, so a notebook keeps running.
 """
@@ -37,6 +38,7 @@ from ppo_teach.exercises.surrogate import (
     check_approx_kl_k3,
     check_clipped_surrogate,
 )
+from ppo_teach.exercises.spot_the_bug import SPOT_THE_BUG, check_spot_the_bug
 from ppo_teach.exercises.token_rewards import TOKEN_REWARDS, check_token_rewards
 from ppo_teach.show import Source, show
 
@@ -49,6 +51,7 @@ EXERCISES: dict[str, Exercise | PPOUpdateExercise] = {
     "ppo_update": PPO_UPDATE,
     "token_logprobs": TOKEN_LOGPROBS,
     "token_rewards": TOKEN_REWARDS,
+    "spot_the_bug": SPOT_THE_BUG,
 }
 
 
@@ -64,4 +67,5 @@ __all__ = [
     "EXERCISES", "CheckResult", "Exercise", "solution",
     "check_discounted_return", "check_reward_to_go", "check_conjugate_gradient",
     "check_clipped_surrogate", "check_approx_kl_k3", "check_ppo_update", "check_token_logprobs", "check_token_rewards",
+    "check_spot_the_bug",
 ]

@@ -49,6 +49,7 @@ STEPS = {
     ],
     "05_lm_policy.ipynb": [Step({"temperature": 0.5}), Step(click="draw new samples", shows="text")],
     "06_rlhf.ipynb": [Step({"β": NEXT}, click="train a short run")],
+    "07_mistakes.ipynb": [],
 }
 
 
