@@ -196,7 +196,7 @@ class ArgmaxGradient:
     def row(self) -> Row:
         return Row(
             "1. greedy argmax actions in a policy-gradient loop",
-            "estimates ∇log π·r at the most probable action only; the agent never tries the others",
+            "estimates ∇log π·r at the most probable action only: deterministic and biased",
             f"gradient error {self.argmax_error[-1]:.0%} of ‖∇J‖ at n = {self.samples[-1]:,} (the same at every n)",
             f"sampled actions: {self.sampled_error[0]:.0%} at n = {self.samples[0]}, {self.sampled_error[-1]:.1%} at n = {self.samples[-1]:,}",
         )
