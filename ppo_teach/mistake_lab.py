@@ -285,7 +285,7 @@ def measure_greedy_training(right: list[History] | None = None) -> TrainingCompa
     seeds, steps = training_budget()
     return TrainingComparison(
         "1. greedy argmax actions in a policy-gradient loop",
-        "collects with a = argmax π: no exploration",
+        "collects with a = argmax π: actions are not sampled from π",
         {"PPO, sampled actions": right or right_ppo_runs(seeds, steps),
          "PPO, argmax actions": training_runs(mistakes.ArgmaxPPO, ppo.PPOConfig, "ppo argmax", seeds, steps)},
     )
@@ -319,7 +319,8 @@ class RatioAfterUpdate:
         return Row(
             "2. the (log-)probabilities clamped instead of the ratio clipped",
             "lets the ratio move by any factor while π stays in [ε, 1 − ε]",
-            describe(clamped) + f"; still pushes on {np.median(self.wrong_gradient_share):.0%} of the samples where L^CLIP's gradient is zero",
+            describe(clamped) + f"; still pushes on {min(self.wrong_gradient_share):.0%}–{max(self.wrong_gradient_share):.0%} "
+            f"(median {np.median(self.wrong_gradient_share):.0%}) of the samples where L^CLIP's gradient is zero",
             describe(clipped),
         )
 
@@ -348,7 +349,9 @@ def clipped_gradient_is_zero(logp: torch.Tensor, logp_old: torch.Tensor, advanta
 def measure_clamped_ratio(eps: float = 0.2) -> RatioAfterUpdate:
     """On one batch per seed (``trained_batch``; 5 seeds, 2 in fast mode) the same update with L^CLIP and
     with ``mistakes.clamped_logprob_surrogate``; the ratios and KL it leaves, and, at the clipped
-    update's end point, where L^CLIP has no gradient and the clamped surrogate still has one."""
+    update's end point, where L^CLIP has no gradient and the clamped surrogate still has one (with Â
+    whitened over the whole batch there, where the update whitens per minibatch, so which samples
+    count as clipped can differ slightly from the update's own)."""
     labels = {"clamped probabilities (wrong)": lambda d, lp, mb, a, i: mistakes.clamped_logprob_surrogate(lp, mb.logp_old, a, eps),
               "clipped ratio, L^CLIP (right)": clip_objective(eps)}
     result = RatioAfterUpdate(eps, {k: [] for k in labels}, {k: [] for k in labels}, [])
@@ -405,7 +408,7 @@ class RawLogitAscent:
         steps = len(next(iter(self.trajectories.values()))) - 1
         return Row(
             "4. log-probabilities taken of raw logits",
-            "∇ = e_a instead of e_a − π: adds E[Â]·π to the expected gradient, towards the actions π already prefers",
+            "∇ = e_a instead of e_a − π: adds E[Â]·π to the expected gradient, with positive returns towards the actions π already prefers",
             f"π(best action) {self.trajectories[next(iter(self.trajectories))][0]:.2f} → {wrong:.3f} after {steps} steps (rewards all positive); "
             f"{centred:.3f} with advantages centred on E[r]",
             f"log-softmax: → {right:.3f}",
@@ -472,7 +475,7 @@ class KLBound:
         right, *wrong = self.runs
         return Row(
             "5. \"TRPO\" as gradient ascent with a penalty on ‖θ − θ_old‖²",
-            "bounds the distance of the parameters, not of the policies; no line search",
+            "penalises the distance of the parameters, not of the policies; no line search",
             "; ".join(f"{label}: {self.describe(label)}" for label in wrong),
             f"TRPO: {self.describe(right)}",
         )

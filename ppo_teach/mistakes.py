@@ -99,9 +99,9 @@ def raw_logit_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Ten
     log π(a|s) = z_a − log Σ_b exp(z_b) (log-softmax).  Without the normaliser the "log-probability"
     can be positive, exp of it does not sum to 1, and its gradient with respect to the logits is the
     one-hot e_a instead of e_a − π.  The score-function estimate then gains the term
-    E_{a~π}[Â]·π: biased wherever the advantages do not average zero over the actions (for example
-    plain returns, all positive, with no baseline), in the direction of the actions the policy
-    already prefers.  Right: ``Categorical(logits=…).log_prob`` (= ``torch.log_softmax(logits, -1)``
+    E_{a~π}[Â]·π: biased wherever the advantages do not average zero over the actions at a state;
+    with plain returns, all positive (no baseline), it pushes towards the actions the policy already
+    prefers, and with a negative mean away from them.  Right: ``Categorical(logits=…).log_prob`` (= ``torch.log_softmax(logits, -1)``
     gathered at the actions)."""
     return logits.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
@@ -171,8 +171,9 @@ def advantage_as_value_target(advantages: torch.Tensor, values: torch.Tensor) ->
 
     V(s_t) should predict the return; Â_t = Ĝ_t^λ − V(s_t) is how much better than V the step went.
     Regressing V onto it gives V_new ≈ Ĝ^λ(V_old) − V_old: a V that predicted the returns exactly
-    would be sent to 0 by the next refit.  With λ = 1 the refits alternate between V and G − V; with
-    λ < 1 they settle where 2V = Ĝ^λ(V), a shrunk, short-horizon value, not the return.  ``values``
+    would be sent to 0 by the next refit.  With λ = 1 full refits alternate between V and G − V; the
+    fixed point is where 2V = Ĝ^λ(V) (G/2 for λ = 1), a shrunk, short-horizon value, not the return,
+    and partial refits (a few optimizer steps each) settle near it.  ``values``
     is not used: that is the mistake.  Right: the target Â_t + V(s_t), the λ-return
     (``training.gae_and_targets``)."""
     return advantages

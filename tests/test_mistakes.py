@@ -164,6 +164,9 @@ def test_spot_the_bug_reports_an_answer_that_changed_something_else():
     source = _notebook_loss_source().replace(*FIXES["raw logits"]).replace(*FIXES["entropy sign"]).replace("c_v=0.5", "c_v=1.0")
     result = check_spot_the_bug(_loss_from(source))
     assert not result.passed and result.message.startswith("your loss matches neither the right loss nor")
+    assert "∂/∂values differs from the right loss's" in result.message
+    entropy_dropped = _notebook_loss_source().replace(*FIXES["raw logits"]).replace(" + c_h * entropy", "")
+    assert "∂/∂values matches the right loss, ∂/∂logits does not" in check_spot_the_bug(_loss_from(entropy_dropped)).message
 
 
 # --- the measurements the notebook claims, full budget ----------------------------------------
@@ -176,6 +179,7 @@ def test_argmax_gradient_error_stays_while_the_sampled_one_shrinks():
     # 1/√n: 4096 samples are 64 times fewer errors than one, within a factor of two
     assert 32 < result.sampled_error[0] / result.sampled_error[-1] < 128
     assert result.sampled_error[-1] < 0.1 * result.argmax_error[-1]
+    assert result.argmax_error[0] < result.sampled_error[0]  # from one sample the greedy estimate is the closer one here
 
 
 def test_raw_logits_converge_to_the_worse_action_unless_the_advantages_are_centred():

@@ -10,10 +10,11 @@ import torch
 from torch.distributions import Categorical
 
 from ppo_teach import mistakes
-from ppo_teach.exercises.grading import NOTE, UNFINISHED, CheckResult, Exercise
+from ppo_teach.exercises.grading import NOTE, UNFINISHED, CheckResult, Exercise, inputs
 from ppo_teach.losses import clipped_surrogate, entropy_bonus, value_loss
 
 EPS, C_V, C_H = 0.2, 0.5, 0.05  # ε, c_V, c_H of the exercise
+SPOT_THE_BUG_CASES = 4
 
 
 def minibatch_loss(
@@ -60,7 +61,7 @@ def _cases(gen: torch.Generator) -> list[dict[str, Any]]:
     """Minibatches of 4–8 states with 2–4 actions.  π_old is π with its logits perturbed, so that
     some ratios leave [1 − ε, 1 + ε]; the first case has π_old = π (every ratio 1)."""
     cases = []
-    for i in range(4):
+    for i in range(SPOT_THE_BUG_CASES):
         n, k = int(torch.randint(4, 9, (1,), generator=gen)), int(torch.randint(2, 5, (1,), generator=gen))
         logits = torch.randn(n, k, generator=gen)
         actions = torch.randint(0, k, (n,), generator=gen)
@@ -92,19 +93,40 @@ SPOT_THE_BUG = Exercise(
 )
 
 
+def _parts_that_differ(fn: Callable[..., torch.Tensor]) -> str:
+    """Which of the loss's value and its gradients with respect to the logits and the values differ from
+    ``minibatch_loss``'s on one case with π_old ≠ π, and where to look."""
+    case = inputs(_cases(torch.Generator().manual_seed(0))[1])
+    outcomes = []
+    for f in (fn, minibatch_loss):
+        logits, values = case["logits"].clone().requires_grad_(), case["values"].clone().requires_grad_()
+        args = {**case, "logits": logits, "values": values}
+        loss = f(*args.values())
+        outcomes.append((loss.detach(), *torch.autograd.grad(loss, (logits, values), allow_unused=True)))
+    (got, got_logits, got_values), (want, want_logits, want_values) = outcomes
+    same = lambda a, b: a is not None and a.shape == b.shape and torch.allclose(a, b, atol=1e-5)  # noqa: E731
+    if same(got_values, want_values) and not same(got_logits, want_logits):
+        return "∂/∂values matches the right loss, ∂/∂logits does not: look at the log-probability and the entropy lines."
+    if not same(got_values, want_values):
+        return "∂/∂values differs from the right loss's: the value-loss line (or its coefficient c_v) changed."
+    return "both gradients match the right loss's, but its value does not: a term that does not depend on the logits or the values changed."
+
+
 def check_spot_the_bug(fn: Callable[..., torch.Tensor]) -> CheckResult:
     """Grade ``fn(logits, actions, logp_old, advantages, values, returns)``, the learner's repair of
     notebook 07's loss: values and gradients with respect to the logits and the values must match
-    ``minibatch_loss``.  The verdict comes first: which planted mistakes are fixed and which remain,
-    or that the loss matches none of those; then the first case that differs."""
+    ``minibatch_loss``.  The verdict comes first: which planted mistakes are fixed and which remain
+    (then nothing else), or that the loss matches none of those, which part differs, and the first
+    case that differs."""
     result = SPOT_THE_BUG.check(fn)
     if result.passed:
-        result.message = "both planted mistakes fixed: " + "; ".join(PLANTED.values()) + f". {result.message}"
+        result.message = f"both planted mistakes fixed: {'; '.join(PLANTED.values())}. The loss {result.message}"
         return result
     details, hint, verdict = result.message.partition("\nhint: ")
-    if hint:  # the answer equals a loss with planted mistakes left in: say so first
-        result.message = f"{verdict}\n\n{details}"
+    if hint:  # the answer equals a loss with planted mistakes left in: that is all there is to say
+        verdict = verdict.removeprefix(f"on all {SPOT_THE_BUG_CASES} cases your answer equals ")
+        result.message = verdict[0].upper() + verdict[1:]
     elif not any(s in details for s in (UNFINISHED, "raised ", "expected shape", "expected a tensor", "no gradient")):
-        result.message = ("your loss matches neither the right loss nor the loss with one or both planted mistakes left in: "
-                          f"check each line you changed.\n\n{details}")
+        result.message = (f"your loss matches neither the right loss nor the loss with one or both planted mistakes left in. "
+                          f"{_parts_that_differ(fn)}\n\n{details}")
     return result
