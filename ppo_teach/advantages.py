@@ -96,10 +96,13 @@ def gae(
     return discounted_cumsum(deltas, gamma * lam, ends)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
-    """(x − mean(x)) / (std(x) + eps), over the entries where ``mask`` is true (all if None)."""
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8, over: torch.Tensor | None = None) -> torch.Tensor:
+    """(x − mean(x)) / (std(x) + eps), over the entries where ``mask`` is true (all if None).  With
+    ``over`` (no mask), the mean and std are those of ``over``: the whole batch, gathered from every
+    process, when ``x`` is one process's share of it."""
     if mask is None:
-        return (x - x.mean()) / (x.std() + eps)
+        stats = x if over is None else over
+        return (x - stats.mean()) / (stats.std() + eps)
     m = mask.to(x.dtype)
     n = m.sum()
     mean = (x * m).sum() / n

@@ -14,6 +14,13 @@ TRL gpt2-sentiment example), with the course's own PPO pieces.  Each iteration:
 
 The settings live in ``lm.config``, the evaluation's measures in ``lm.metrics``, the checkpoint
 format in ``lm.checkpoint``.
+
+The same trainer runs data-parallel under Hugging Face Accelerate (``accelerate launch … -m
+ppo_teach.lm.train``; alone it is one process): each process samples ``batch_size`` responses of its
+own, the engine (DDP) averages the gradients, and the advantages' whitening, the logged statistics
+and β's controller use the whole global batch, gathered from every process, so N processes with
+``batch_size`` b behave like one process with N·b.  Every process evaluates (the same prompts, seed
+and weights); only the main one shows progress and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ppo_teach.advantages import gae, whiten
@@ -102,19 +110,25 @@ class RLHFHistory:
 
 
 class RLHFTrainer:
-    """The policy, its frozen reference, the reward, Adam and β, and the loop (see the module)."""
+    """The policy, its frozen reference, the reward, Adam and β, and the loop (see the module).
+
+    ``policy`` is the model itself (for sampling, evaluation and checkpoints); ``trained`` is what
+    ``Accelerator.prepare`` made of it (the same module in one process, wrapped in DDP in several),
+    through which every pass that is differentiated goes."""
 
     def __init__(self, cfg: RLHFConfig) -> None:
+        device = pick_device(cfg.device)[0]
         if cfg.bf16:
-            check_bf16(pick_device(cfg.device)[0])
+            check_bf16(device)
         seed_everything(cfg.seed)
         self.cfg = cfg
+        self.accelerator = Accelerator(cpu=device.type == "cpu")  # under ``accelerate launch``, one device per process
         self.train_prompts, self.eval_prompts = split_prompts(cfg.eval_prompts)
-        self.policy, self.tokenizer = load_policy(cfg.model, cfg.device)
+        self.policy, self.tokenizer = load_policy(cfg.model, self.accelerator.device.type)
         self.reference = reference_model(self.policy)
         self.device = next(self.policy.parameters()).device
-        self.reward = load_reward(cfg.reward, cfg.device)
-        self.optimizer = adam(self.policy.parameters(), cfg.lr, cfg.adam_eps)
+        self.reward = load_reward(cfg.reward, self.accelerator.device.type)
+        self.trained, self.optimizer = self.accelerator.prepare(self.policy, adam(self.policy.parameters(), cfg.lr, cfg.adam_eps))
         self.schedule = linear_annealing(self.optimizer, cfg.iterations, cfg.anneal_lr)
         self.controller = ProportionalKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # prompts, sampling seeds, shuffles
@@ -132,11 +146,22 @@ class RLHFTrainer:
 
     # -- steps 1–4 ------------------------------------------------------------------------------
 
+    @property
+    def processes(self) -> int:
+        """How many processes share the training (1 unless launched by ``accelerate launch``)."""
+        return self.accelerator.num_processes
+
+    def gathered(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` from every process, concatenated along the first dimension (``x`` itself in one process)."""
+        return self.accelerator.gather(x.contiguous())
+
     def sample(self) -> Generation:
-        """Step 1: ``batch_size`` training prompts (drawn with replacement) and a response to each."""
-        picks = torch.randint(len(self.train_prompts), (self.cfg.batch_size,), generator=self.generator)
-        seed = int(torch.randint(2**62, (1,), generator=self.generator))
-        return self.generate([self.train_prompts[i] for i in picks.tolist()], seed)
+        """Step 1: ``batch_size`` training prompts (drawn with replacement) and a response to each.  Every
+        process draws the same global batch of prompts and sampling seeds and takes its own share."""
+        b, rank = self.cfg.batch_size, self.accelerator.process_index
+        picks = torch.randint(len(self.train_prompts), (self.processes * b,), generator=self.generator)
+        seeds = torch.randint(2**62, (self.processes,), generator=self.generator)
+        return self.generate([self.train_prompts[i] for i in picks[rank * b : (rank + 1) * b].tolist()], int(seeds[rank]))
 
     def generate(self, prompts: list[str], seed: int) -> Generation:
         """The policy's response to each prompt, sampled with ``seed`` at the run's length and temperature."""
@@ -152,7 +177,8 @@ class RLHFTrainer:
         logprobs, ref_logprobs, values = old.logprobs.float(), ref.logprobs.float(), old.values.float()
         rewards = token_rewards(scores, logprobs, ref_logprobs, self.beta)
         advantages = response_gae(rewards, values, self.cfg.gamma, self.cfg.lam)
-        return Rollout(batch, scores, logprobs, ref_logprobs, values, rewards, whiten(advantages), advantages + values)
+        whitened = whiten(advantages, over=self.gathered(advantages))  # the global batch's mean and std
+        return Rollout(batch, scores, logprobs, ref_logprobs, values, rewards, whitened, advantages + values)
 
     def rollout(self) -> Rollout:
         """Steps 1–4: a fresh batch, scored."""
@@ -165,7 +191,7 @@ class RLHFTrainer:
         π_θ, its parts, and the ratio r_t = π_θ(a_t|s_t)/π_old(a_t|s_t) of every token."""
         cfg = self.cfg
         with self.autocast():
-            new = evaluate(self.policy, rollout.batch.rows(idx))
+            new = evaluate(self.trained, rollout.batch.rows(idx))
         logp, values = new.logprobs.float(), new.values.float()
         logp_old, advantages = rollout.logprobs[idx], rollout.advantages[idx]
         objective = clipped_surrogate(logp, logp_old, advantages, cfg.clip_eps)
@@ -180,26 +206,32 @@ class RLHFTrainer:
             "ratio": torch.exp(logp - logp_old),
         }
 
-    def minibatch_step(self, rollout: Rollout, idx: torch.Tensor) -> dict[str, float]:
-        """One Adam step on the responses ``idx``, processed in ``grad_accumulation`` equal chunks: each
-        chunk's loss is weighted by its share of the minibatch, so the summed gradient is the
-        minibatch's.  The gradient's global norm is clipped to ``max_grad_norm``.  Returns the
-        minibatch's statistics, measured before the step."""
-        self.optimizer.zero_grad()
+    def accumulate_gradients(self, rollout: Rollout, idx: torch.Tensor) -> dict[str, float]:
+        """Backpropagate the loss of the responses ``idx`` in ``grad_accumulation`` equal chunks, each
+        chunk's loss weighted by its share, so the summed gradient is theirs (averaged over the
+        processes by the engine).  Returns their statistics, local to this process."""
         stats: dict[str, float] = {}
         chunks = idx.split(len(idx) // self.cfg.grad_accumulation)
         for chunk in chunks:
             terms = self.loss_terms(rollout, chunk)
-            (terms.pop("loss") / len(chunks)).backward()
+            self.accelerator.backward(terms.pop("loss") / len(chunks))
             terms.pop("ratio")
             for key, value in terms.items():
                 stats[key] = stats.get(key, 0.0) + float(value.detach()) / len(chunks)
-        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+        return stats
+
+    def minibatch_step(self, rollout: Rollout, idx: torch.Tensor) -> dict[str, float]:
+        """One Adam step on the responses ``idx`` (``accumulate_gradients``), the gradient's global
+        norm clipped to ``max_grad_norm``.  Returns the minibatch's statistics, measured before the step."""
+        self.optimizer.zero_grad()
+        stats = self.accumulate_gradients(rollout, idx)
+        self.accelerator.clip_grad_norm_(self.trained.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         return stats
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """Step 5: ``epochs`` passes over shuffled minibatches; the minibatches' mean statistics."""
+        """Step 5: ``epochs`` passes over shuffled minibatches; the minibatches' mean statistics,
+        averaged over the processes (each holds the same number of responses)."""
         cfg = self.cfg
         sums: dict[str, float] = {}
         steps = cfg.epochs * cfg.minibatches
@@ -208,7 +240,8 @@ class RLHFTrainer:
                 for key, value in self.minibatch_step(rollout, idx.to(self.device)).items():
                     sums[key] = sums.get(key, 0.0) + value / steps
         self.schedule.step()
-        return sums
+        means = self.gathered(torch.tensor([list(sums.values())], dtype=torch.float64, device=self.device)).mean(0)
+        return dict(zip(sums, means.tolist()))
 
     # -- one iteration, evaluation, the loop ---------------------------------------------------
 
@@ -221,23 +254,24 @@ class RLHFTrainer:
         elapsed = time.perf_counter() - start
         self.seconds += elapsed
         self.iteration += 1
-        kl = float(rollout.kl.mean())
+        scores, values, returns = (self.gathered(x) for x in (rollout.scores, rollout.values, rollout.returns))
+        kl = float(self.gathered(rollout.kl).mean())
         entry = {
             "iteration": self.iteration,
             "seconds": self.seconds,
-            "score_mean": float(rollout.scores.mean()),
-            "score_std": float(rollout.scores.std()),
+            "score_mean": float(scores.mean()),
+            "score_std": float(scores.std()),
             "kl": kl,
             "beta": self.beta,
             "entropy": stats["entropy"],
             "clip_fraction": stats["clip_fraction"],
             "approx_kl": stats["approx_kl"],
             "value_loss": stats["value_loss"],
-            "explained_variance": explained_variance(rollout.values, rollout.returns),
-            "tokens_per_s": rollout.logprobs.numel() / elapsed,
+            "explained_variance": explained_variance(values, returns),
+            "tokens_per_s": self.processes * rollout.logprobs.numel() / elapsed,
         }
         if self.cfg.adaptive_kl:
-            self.controller.update(kl, self.cfg.batch_size)
+            self.controller.update(kl, self.processes * self.cfg.batch_size)
         self.history.iterations.append(entry)
         return entry
 
@@ -276,7 +310,8 @@ class RLHFTrainer:
         """Run ``iterations`` more iterations (by default those left of ``cfg.iterations``), with an
         evaluation before the first update, every ``eval_every`` iterations and at the end, a
         checkpoint every ``checkpoint_every`` iterations, and ``callback(self)`` after each iteration
-        (after the last one's evaluation, so that a live dashboard shows it).
+        (after the last one's evaluation, so that a live dashboard shows it), in every process.  Only
+        the main process shows the progress bar and writes the checkpoints.
         Interrupting the kernel stops it and returns the history so far (the iteration in progress
         may be partly applied: resume exactly from a checkpoint, not from an interrupted run)."""
         cfg = self.cfg
@@ -284,7 +319,7 @@ class RLHFTrainer:
         if not self.history.evaluations:
             self.evaluate()
         try:
-            for i in tqdm(range(todo), desc="RLHF", disable=not progress):
+            for i in tqdm(range(todo), desc="RLHF", disable=not (progress and self.accelerator.is_main_process)):
                 self.step()
                 if self.iteration % cfg.eval_every == 0 or i == todo - 1:
                     self.evaluate()
@@ -302,7 +337,8 @@ class RLHFTrainer:
 
     def save(self, path: Path | str) -> None:
         """A checkpoint folder (``checkpoint``): the policy's weights, and the optimizer, schedule, β,
-        iteration, training seconds, history, config and every random generator's state."""
+        iteration, training seconds, history, config and every random generator's state.  Written by
+        the main process alone; every process waits until it is complete."""
         state = {
             "config": dataclasses.asdict(self.cfg),
             "optimizer": self.optimizer.state_dict(),
@@ -313,7 +349,9 @@ class RLHFTrainer:
             "history": dataclasses.asdict(self.history),
             "rng": {"trainer": self.generator.get_state(), **global_rng_state()},
         }
-        checkpoint.write(path, self.policy, state)
+        if self.accelerator.is_main_process:
+            checkpoint.write(path, self.policy, state)
+        self.accelerator.wait_for_everyone()
 
     @classmethod
     def resume(cls, path: Path | str) -> RLHFTrainer:
