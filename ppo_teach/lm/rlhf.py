@@ -25,6 +25,7 @@ and weights); only the main one shows progress and writes checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -122,12 +123,16 @@ class RLHFTrainer:
             check_bf16(device)
         seed_everything(cfg.seed)
         self.cfg = cfg
-        self.accelerator = Accelerator(cpu=device.type == "cpu")  # under ``accelerate launch``, one device per process
+        # Under ``accelerate launch`` (WORLD_SIZE > 1) each process gets its own device from Accelerate (the
+        # current CUDA device, or the CPU with gloo); alone, the run stays on ``cfg.device``'s choice.
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.accelerator = Accelerator(cpu=distributed and device.type == "cpu", device_placement=False)
+        where = self.accelerator.device.type if distributed else cfg.device
         self.train_prompts, self.eval_prompts = split_prompts(cfg.eval_prompts)
-        self.policy, self.tokenizer = load_policy(cfg.model, self.accelerator.device.type)
+        self.policy, self.tokenizer = load_policy(cfg.model, where)
         self.reference = reference_model(self.policy)
         self.device = next(self.policy.parameters()).device
-        self.reward = load_reward(cfg.reward, self.accelerator.device.type)
+        self.reward = load_reward(cfg.reward, where)
         self.trained, self.optimizer = self.accelerator.prepare(self.policy, adam(self.policy.parameters(), cfg.lr, cfg.adam_eps))
         self.schedule = linear_annealing(self.optimizer, cfg.iterations, cfg.anneal_lr)
         self.controller = ProportionalKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon)
