@@ -100,6 +100,8 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8,
     """(x − mean(x)) / (std(x) + eps), over the entries where ``mask`` is true (all if None).  With
     ``over`` (no mask), the mean and std are those of ``over``: the whole batch, gathered from every
     process, when ``x`` is one process's share of it."""
+    if over is not None and mask is not None:
+        raise ValueError("whiten: give a mask or the tensor whose statistics to use (over), not both.")
     if mask is None:
         stats = x if over is None else over
         return (x - stats.mean()) / (stats.std() + eps)

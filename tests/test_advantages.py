@@ -96,3 +96,11 @@ def test_whiten_has_zero_mean_unit_std_and_respects_the_mask():
     assert w[:3].std().item() == pytest.approx(1.0, abs=1e-4)
     assert w[3].item() == 0.0
     assert whiten(x).mean().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_whiten_with_the_statistics_of_another_tensor_and_not_with_a_mask_too():
+    x, everything = torch.tensor([1.0, 3.0]), torch.tensor([1.0, 3.0, 5.0, 7.0])
+    assert torch.allclose(whiten(x, over=everything), (x - 4.0) / (everything.std() + 1e-8))
+    assert torch.equal(whiten(x, over=x), whiten(x))
+    with pytest.raises(ValueError, match="not both"):
+        whiten(x, mask=torch.tensor([True, False]), over=everything)

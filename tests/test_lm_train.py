@@ -1,11 +1,15 @@
 """``python -m ppo_teach.lm.train``: settings from a preset, a YAML or JSON file and flags; a run, its
 checkpoint and its resumption; clear errors for bad input."""
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
+from accelerate.utils import DistributedType
 
 from ppo_teach.errors import ConfigError
-from ppo_teach.lm import train
+from ppo_teach.lm import checkpoint, train
+from ppo_teach.lm.rlhf import RLHFTrainer, check_data_parallel
 
 SMALL = ["--iterations", "1", "--batch-size", "4", "--minibatches", "2", "--eval-prompts", "4", "--response-length", "4", "--device", "cpu"]
 
@@ -29,12 +33,38 @@ def test_a_file_with_an_unknown_field_or_no_file_is_refused_clearly(tmp_path):
         train.config_from(train.parser().parse_args(["--lr", "-1"]))
 
 
-def test_a_run_writes_its_final_checkpoint_and_resumes_from_it(tmp_path, capsys):
-    trainer = train.main([*SMALL, "--checkpoint-dir", str(tmp_path)])
-    assert trainer.iteration == 1 and (tmp_path / "iteration-00001" / "state.pt").is_file()
+def _weights(trainer):
+    return [p.detach().clone() for p in trainer.policy.parameters()]
+
+
+def test_a_run_checkpoints_and_resumes_exactly(tmp_path, capsys):
+    trainer = train.main([*SMALL, "--iterations", "2", "--checkpoint-every", "1", "--checkpoint-dir", str(tmp_path)])
+    assert trainer.iteration == 2 and all((tmp_path / f"iteration-0000{i}" / "state.pt").is_file() for i in (1, 2))
     out = capsys.readouterr().out
-    assert "1 process(es) × 4 responses" in out and "evaluation iteration 1" in out
+    assert "1 process(es) × 4 responses" in out and "evaluation iteration 2" in out and out.count("checkpoint: ") == 1
     resumed = train.main(["--resume", str(tmp_path / "iteration-00001")])
-    assert resumed.iteration == 1 and resumed.history.evaluations == trainer.history.evaluations
+    assert resumed.iteration == 2 and all(torch.equal(a, b) for a, b in zip(_weights(resumed), _weights(trainer)))
     with pytest.raises(ConfigError, match="--resume continues a run with its checkpoint's settings"):
         train.main(["--resume", str(tmp_path / "iteration-00001"), "--batch-size", "8"])
+
+
+def test_a_final_checkpoint_overwrites_an_old_one_of_the_same_name(tmp_path):
+    train.main([*SMALL, "--checkpoint-dir", str(tmp_path), "--seed", "1"])
+    second = train.main([*SMALL, "--checkpoint-dir", str(tmp_path), "--seed", "2"])
+    assert checkpoint.read_state(tmp_path / "iteration-00001")["config"]["seed"] == 2 == second.cfg.seed
+
+
+def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
+    trainer = train.main([*SMALL, "--checkpoint-dir", str(tmp_path)])
+    state = checkpoint.read_state(tmp_path / "iteration-00001")
+    torch.save({**state, "processes": 2}, tmp_path / "iteration-00001" / checkpoint.STATE)
+    with pytest.raises(ConfigError, match="written by a run of 2 process\\(es\\), and this run has 1"):
+        RLHFTrainer.resume(tmp_path / "iteration-00001")
+    assert trainer.processes == 1
+
+
+def test_fsdp_and_deepspeed_are_refused():
+    for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(ConfigError, match="data-parallel \\(DDP\\) only"):
+            check_data_parallel(SimpleNamespace(distributed_type=kind))
+    check_data_parallel(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))

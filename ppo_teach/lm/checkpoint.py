@@ -24,8 +24,9 @@ def write(folder: Path | str, policy: torch.nn.Module, state: dict[str, Any]) ->
 
 
 def read_state(folder: Path | str) -> dict[str, Any]:
-    """The ``state`` a checkpoint folder holds, loaded safely (``weights_only=True``)."""
-    return torch.load(Path(folder) / STATE, weights_only=True)
+    """The ``state`` a checkpoint folder holds, loaded safely (``weights_only=True``) onto the CPU: the
+    optimizer's ``load_state_dict`` moves its tensors to each parameter's device."""
+    return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=True)
 
 
 def read_weights(folder: Path | str, policy: torch.nn.Module) -> None:

@@ -28,16 +28,18 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
 from ppo_teach.advantages import gae, whiten
 from ppo_teach.config import global_rng_state, pick_device, seed_everything, set_global_rng_state
+from ppo_teach.errors import ConfigError
 from ppo_teach.kl import ProportionalKLController
 from ppo_teach.lm import checkpoint
 from ppo_teach.lm.config import RLHFConfig, check_bf16, preset, split_prompts
@@ -110,6 +112,20 @@ class RLHFHistory:
         return [entry["iteration"] for entry in log], [entry[key] for entry in log]
 
 
+DATA_PARALLEL = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+
+
+def check_data_parallel(accelerator: Accelerator) -> None:
+    """Refuse an Accelerate setting other than one process or DDP: under FSDP or DeepSpeed the policy's
+    parameters are sharded, and sampling, scoring and checkpoints (done with the whole model) would be wrong."""
+    if accelerator.distributed_type not in DATA_PARALLEL:
+        raise ConfigError(
+            f"accelerate is set up for {accelerator.distributed_type.value}, but the RLHF trainer runs in one process or "
+            "data-parallel (DDP) only: sampling and checkpoints need the whole model in each process. Fix: launch with "
+            "--multi_gpu (or from an `accelerate config` that chose multi-GPU), not FSDP or DeepSpeed."
+        )
+
+
 class RLHFTrainer:
     """The policy, its frozen reference, the reward, Adam and β, and the loop (see the module).
 
@@ -126,7 +142,10 @@ class RLHFTrainer:
         # Under ``accelerate launch`` (WORLD_SIZE > 1) each process gets its own device from Accelerate (the
         # current CUDA device, or the CPU with gloo); alone, the run stays on ``cfg.device``'s choice.
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        self.accelerator = Accelerator(cpu=distributed and device.type == "cpu", device_placement=False)
+        # Precision is cfg.bf16's and accumulation cfg.grad_accumulation's: nothing from the launcher's settings.
+        self.accelerator = Accelerator(cpu=distributed and device.type == "cpu", device_placement=False,
+                                       mixed_precision="no", gradient_accumulation_steps=1)
+        check_data_parallel(self.accelerator)
         where = self.accelerator.device.type if distributed else cfg.device
         self.train_prompts, self.eval_prompts = split_prompts(cfg.eval_prompts)
         self.policy, self.tokenizer = load_policy(cfg.model, where)
@@ -217,9 +236,11 @@ class RLHFTrainer:
         processes by the engine).  Returns their statistics, local to this process."""
         stats: dict[str, float] = {}
         chunks = idx.split(len(idx) // self.cfg.grad_accumulation)
-        for chunk in chunks:
-            terms = self.loss_terms(rollout, chunk)
-            self.accelerator.backward(terms.pop("loss") / len(chunks))
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1  # the processes average the summed gradient once, after the last chunk
+            with nullcontext() if last else self.accelerator.no_sync(self.trained):
+                terms = self.loss_terms(rollout, chunk)
+                self.accelerator.backward(terms.pop("loss") / len(chunks))
             terms.pop("ratio")
             for key, value in terms.items():
                 stats[key] = stats.get(key, 0.0) + float(value.detach()) / len(chunks)
@@ -315,8 +336,9 @@ class RLHFTrainer:
         """Run ``iterations`` more iterations (by default those left of ``cfg.iterations``), with an
         evaluation before the first update, every ``eval_every`` iterations and at the end, a
         checkpoint every ``checkpoint_every`` iterations, and ``callback(self)`` after each iteration
-        (after the last one's evaluation, so that a live dashboard shows it), in every process.  Only
-        the main process shows the progress bar and writes the checkpoints.
+        (after the last one's evaluation, so that a live dashboard shows it), in every process (a
+        callback that prints or plots should check ``accelerator.is_main_process``; one that saves must
+        save in every process).  Only the main process shows the progress bar and writes the checkpoints.
         Interrupting the kernel stops it and returns the history so far (the iteration in progress
         may be partly applied: resume exactly from a checkpoint, not from an interrupted run)."""
         cfg = self.cfg
@@ -342,8 +364,9 @@ class RLHFTrainer:
 
     def save(self, path: Path | str) -> None:
         """A checkpoint folder (``checkpoint``): the policy's weights, and the optimizer, schedule, β,
-        iteration, training seconds, history, config and every random generator's state.  Written by
-        the main process alone; every process waits until it is complete."""
+        iteration, training seconds, history, config, number of processes and every random generator's
+        state.  Every process must call it: the main process alone writes, and every process waits until
+        the checkpoint is complete."""
         state = {
             "config": dataclasses.asdict(self.cfg),
             "optimizer": self.optimizer.state_dict(),
@@ -352,6 +375,7 @@ class RLHFTrainer:
             "iteration": self.iteration,
             "seconds": self.seconds,
             "history": dataclasses.asdict(self.history),
+            "processes": self.processes,
             "rng": {"trainer": self.generator.get_state(), **global_rng_state()},
         }
         if self.accelerator.is_main_process:
@@ -363,6 +387,13 @@ class RLHFTrainer:
         """A trainer that continues exactly where the one that saved ``path`` stopped."""
         state = checkpoint.read_state(path)
         trainer = cls(RLHFConfig(**state["config"]))
+        saved = state.get("processes", 1)
+        if saved != trainer.processes:
+            raise ConfigError(
+                f"the checkpoint {str(path)!r} was written by a run of {saved} process(es), and this run has {trainer.processes}: "
+                f"its global batch ({saved} × batch_size), β's controller and its random streams would change, and it "
+                f"would not continue exactly. Fix: resume with {saved} process(es) (accelerate launch --num_processes {saved})."
+            )
         checkpoint.read_weights(path, trainer.policy)
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.schedule.load_state_dict(state["schedule"])

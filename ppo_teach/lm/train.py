@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> RLHFTrainer:
         trainer = RLHFTrainer(config_from(args))
     report = trainer.accelerator.print  # prints on the main process only
     report(f"RLHF: {trainer.cfg.model} against {trainer.cfg.reward}, {trainer.processes} process(es) × {trainer.cfg.batch_size} "
-           f"responses per iteration, on {trainer.accelerator.device}")
+           f"responses per iteration, on {trainer.device}")
     seen = len(trainer.history.evaluations)
 
     def show_evaluations(t: RLHFTrainer) -> None:
@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> RLHFTrainer:
 
     trainer.train(callback=show_evaluations)
     show_evaluations(trainer)
-    if trainer.cfg.checkpoint_dir:
-        path = Path(trainer.cfg.checkpoint_dir) / f"iteration-{trainer.iteration:05d}"
-        if not path.exists():
+    cfg = trainer.cfg
+    finished = trainer.iteration >= cfg.iterations  # not after an interrupt: that iteration may be partly applied
+    if cfg.checkpoint_dir and finished:
+        path = Path(cfg.checkpoint_dir) / f"iteration-{trainer.iteration:05d}"
+        if not (cfg.checkpoint_every and trainer.iteration % cfg.checkpoint_every == 0):  # else train() just wrote it
             trainer.save(path)
         report(f"checkpoint: {path}")
     return trainer

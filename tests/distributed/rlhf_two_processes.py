@@ -1,7 +1,7 @@
 """Run by tests/test_lm_distributed.py under ``accelerate launch --multi_gpu --num_processes 2`` on the
 CPU (gloo).  ``first OUT``: the gradient of the first update on each process's own batch (averaged by
 the engine) and that batch, then two iterations with a checkpoint after each, every process's
-parameters saved after each update.  ``resume OUT``: the run resumed from the first checkpoint, one
+parameters saved after each update, and its log (number of processes, the per-iteration statistics, β).  ``resume OUT``: the run resumed from the first checkpoint, one
 more iteration, the parameters saved.  Each process records which checkpoint writes it made."""
 import sys
 from pathlib import Path
@@ -12,7 +12,8 @@ from ppo_teach.lm import checkpoint
 from ppo_teach.lm.config import RLHFConfig
 from ppo_teach.lm.rlhf import RLHFTrainer
 
-SETTINGS = dict(device="cpu", iterations=2, batch_size=4, minibatches=2, epochs=1, response_length=8, eval_prompts=8, eval_every=1)
+SETTINGS = dict(device="cpu", iterations=2, batch_size=4, minibatches=2, epochs=1, response_length=8, eval_prompts=8, eval_every=1,
+                adaptive_kl=True, kl_horizon=100, grad_accumulation=2)
 
 
 def flat(trainer: RLHFTrainer, what: str = "data") -> torch.Tensor:
@@ -44,7 +45,8 @@ def main(mode: str, out: Path) -> None:
         trainer = RLHFTrainer.resume(out / "checkpoints" / "iteration-00001")
         rank = trainer.accelerator.process_index
         trainer.train(callback=lambda t: torch.save(flat(t), out / f"resumed-{rank}-{t.iteration}.pt"), progress=False)
-    torch.save(trainer.processes, out / f"processes-{rank}.pt")
+    torch.save({"processes": trainer.processes, "iterations": trainer.history.iterations, "beta": trainer.beta},
+               out / f"{mode}-log-{rank}.pt")
 
 
 if __name__ == "__main__":
