@@ -12,7 +12,7 @@ import copy
 import html
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,12 +22,11 @@ from torch.distributions import Categorical
 from ppo_teach import mistakes, plots, ppo, trpo
 from ppo_teach.advantages import reward_to_go, whiten
 from ppo_teach.config import budget, fast_mode, seed_everything
-from ppo_teach.envs import make_vec_env
 from ppo_teach.history import History
 from ppo_teach.losses import clipped_surrogate, entropy_bonus, explained_variance, mean_kl, policy_gradient_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
 from ppo_teach.optim import adam
-from ppo_teach.rollout import Batch, Collector
+from ppo_teach.rollout import Batch, collect_batch
 from ppo_teach.training import Agent, TrainConfig, fit_value, gae_and_targets, run
 
 
@@ -59,11 +58,11 @@ class Table:
 
     def _repr_html_(self) -> str:
         cells = lambda tag, values: "".join(f"<{tag} style='text-align:left'>{html.escape(v)}</{tag}>" for v in values)  # noqa: E731
-        body = "".join(f"<tr>{cells('td', (r.mistake, r.what_it_does, r.wrong, r.right))}</tr>" for r in self.rows)
+        body = "".join(f"<tr>{cells('td', astuple(r))}</tr>" for r in self.rows)
         return f"<table><tr>{cells('th', self.HEADER)}</tr>{body}</table>"
 
     def __repr__(self) -> str:
-        return "\n".join(" | ".join(values) for values in [self.HEADER, *((r.mistake, r.what_it_does, r.wrong, r.right) for r in self.rows)])
+        return "\n".join(" | ".join(values) for values in [self.HEADER, *map(astuple, self.rows)])
 
 
 # --------------------------------------------------------------------------------------
@@ -127,9 +126,7 @@ def trained_batch(seed: int, train_steps: int = 5_000, steps_per_env: int = 125)
     cfg = ppo.PPOConfig(seed=seed, **no_evaluation(train_steps))
     history = ppo.train(cfg, progress=False)
     policy, value_fn = history.models["policy"], history.models["value"]
-    env = make_vec_env(cfg.env_id, cfg.num_envs, seed + 100)
-    batch = Collector(env, policy, seed + 100).collect(steps_per_env)
-    env.close()
+    batch = collect_batch(cfg.env_id, cfg.num_envs, policy, seed + 100, steps_per_env)
     return TrainedBatch(policy, value_fn, batch, ppo.prepare(batch, policy, value_fn, cfg), cfg)
 
 
@@ -156,6 +153,14 @@ def update_on_batch(
             loss.backward()
             optimizer.step()
     return policy
+
+
+def updated_policies(tb: TrainedBatch, objectives: dict[str, Objective], seed: int) -> tuple[Categorical, dict[str, Categorical]]:
+    """π_old and, for each objective, π_new after ``update_on_batch`` from the same policy and batch,
+    both as distributions on the batch's states."""
+    updated = {label: update_on_batch(tb.policy, tb.data, objective, seed=seed) for label, objective in objectives.items()}
+    with torch.no_grad():
+        return tb.policy(tb.data.obs), {label: policy(tb.data.obs) for label, policy in updated.items()}
 
 
 def clip_objective(eps: float = 0.2) -> Objective:
@@ -191,7 +196,6 @@ class ArgmaxGradient:
     samples: list[int]
     sampled_error: np.ndarray  # a ~ π: shrinks like 1/√n
     argmax_error: np.ndarray  # a = argmax π every time: the same for every n
-    exact: torch.Tensor
 
     def row(self) -> Row:
         return Row(
@@ -239,7 +243,7 @@ def measure_argmax_gradient(
         draws = [torch.multinomial(torch.softmax(z, -1), n, replacement=True, generator=generator) for _ in range(repeats)]
         sampled_error.append(np.mean([error(estimate(a)) for a in draws]))
         argmax_error.append(error(estimate(greedy.sample((n,)))))
-    return ArgmaxGradient(list(samples), np.array(sampled_error), np.array(argmax_error), exact)
+    return ArgmaxGradient(list(samples), np.array(sampled_error), np.array(argmax_error))
 
 
 @dataclass
@@ -259,10 +263,10 @@ class TrainingComparison:
         return {label: [final_return(h) for h in hs] for label, hs in self.runs.items()}
 
     def row(self) -> Row:
-        (right, right_runs), (wrong, wrong_runs) = self.runs.items()
-        seeds, steps = len(right_runs), right_runs[0].steps
-        describe = lambda hs: f"last 10 episodes' return {np.median([final_return(h) for h in hs]):.0f} (median of {seeds} seeds)"  # noqa: E731
-        return Row(self.mistake, self.what_it_does, f"{describe(wrong_runs)} after {steps:,} steps", f"{right}: {describe(right_runs)}")
+        (right, right_returns), (_, wrong_returns) = self.final_returns().items()
+        seeds, steps = len(right_returns), self.runs[right][0].steps
+        describe = lambda returns: f"last 10 episodes' return {np.median(returns):.0f} (median of {seeds} seeds)"  # noqa: E731
+        return Row(self.mistake, self.what_it_does, f"{describe(wrong_returns)} after {steps:,} steps", f"{right}: {describe(right_returns)}")
 
     def plot(self, ax: plt.Axes | None = None) -> None:
         ax = plots._axes(ax)
@@ -352,21 +356,18 @@ def measure_clamped_ratio(eps: float = 0.2) -> RatioAfterUpdate:
     update's end point, where L^CLIP has no gradient and the clamped surrogate still has one (with Â
     whitened over the whole batch there, where the update whitens per minibatch, so which samples
     count as clipped can differ slightly from the update's own)."""
+    clipped = "clipped ratio, L^CLIP (right)"
     labels = {"clamped probabilities (wrong)": lambda d, lp, mb, a, i: mistakes.clamped_logprob_surrogate(lp, mb.logp_old, a, eps),
-              "clipped ratio, L^CLIP (right)": clip_objective(eps)}
+              clipped: clip_objective(eps)}
     result = RatioAfterUpdate(eps, {k: [] for k in labels}, {k: [] for k in labels}, [])
     for seed in _seeds(full=5, fast=2):
         tb = trained_batch(seed)
-        with torch.no_grad():
-            old = tb.policy(tb.data.obs)
-        for label, objective in labels.items():
-            new = update_on_batch(tb.policy, tb.data, objective, seed=seed)
-            with torch.no_grad():
-                dist = new(tb.data.obs)
-                logp = dist.log_prob(tb.data.actions)
-            result.ratios[label].append(torch.exp(logp - tb.data.logp_old).numpy())
+        old, new = updated_policies(tb, labels, seed)
+        logps = {label: dist.log_prob(tb.data.actions) for label, dist in new.items()}
+        for label, dist in new.items():
+            result.ratios[label].append(torch.exp(logps[label] - tb.data.logp_old).numpy())
             result.kls[label].append(float(mean_kl(old, dist)))
-        zero, clamped_grad = clipped_gradient_is_zero(logp, tb.data.logp_old, whiten(tb.data.advantages), eps)
+        zero, clamped_grad = clipped_gradient_is_zero(logps[clipped], tb.data.logp_old, whiten(tb.data.advantages), eps)
         result.wrong_gradient_share.append(float((clamped_grad[zero] != 0).float().mean()) if zero.any() else math.nan)
     return result
 
@@ -404,14 +405,13 @@ class RawLogitAscent:
     first_gradients: dict[str, torch.Tensor]  # label → the expected gradient at the start
 
     def row(self) -> Row:
-        right, wrong, centred = (float(t[-1]) for t in self.trajectories.values())
-        steps = len(next(iter(self.trajectories.values()))) - 1
+        right, wrong, centred = self.trajectories.values()
         return Row(
             "4. log-probabilities taken of raw logits",
             "∇ = e_a instead of e_a − π: adds E[Â]·π to the expected gradient, with positive returns towards the actions π already prefers",
-            f"π(best action) {self.trajectories[next(iter(self.trajectories))][0]:.2f} → {wrong:.3f} after {steps} steps (rewards all positive); "
-            f"{centred:.3f} with advantages centred on E[r]",
-            f"log-softmax: → {right:.3f}",
+            f"π(best action) {right[0]:.2f} → {wrong[-1]:.3f} after {len(right) - 1} steps (rewards all positive); "
+            f"{centred[-1]:.3f} with advantages centred on E[r]",
+            f"log-softmax: → {right[-1]:.3f}",
         )
 
     def plot(self, ax: plt.Axes | None = None) -> None:
@@ -615,12 +615,9 @@ def measure_entropy_terms(coef: float = 0.5) -> EntropyTerms:
             ENTROPY_VARIANTS[3]: lambda d, lp, i: coef * mistakes.sampled_entropy(lp, ends[i]),
             ENTROPY_VARIANTS[4]: lambda d, lp, i: -coef * mistakes.sampled_entropy(lp, ends[i]),
         }
-        with torch.no_grad():
-            old = tb.policy(tb.data.obs)
-        for label, term in terms.items():
-            new = update_on_batch(tb.policy, tb.data, lambda d, lp, mb, a, i, term=term: clip(d, lp, mb, a, i) + term(d, lp, i), seed=seed)
-            with torch.no_grad():
-                dist = new(tb.data.obs)
+        objectives = {label: (lambda d, lp, mb, a, i, term=term: clip(d, lp, mb, a, i) + term(d, lp, i)) for label, term in terms.items()}
+        old, new = updated_policies(tb, objectives, seed)
+        for label, dist in new.items():
             result.entropy_change[label].append(float(dist.entropy().mean() - old.entropy().mean()))
             result.kls[label].append(float(mean_kl(old, dist)))
     return result
@@ -684,15 +681,12 @@ def measure_value_targets(rounds: int = 10, iters: int = 40) -> ValueTargets:
             seed_everything(seed)
             value_fn = ValueFunction(obs_dim, cfg.hidden)
             optimizer = adam(value_fn.parameters(), 3e-2)
-            curve = []
-            for _ in range(rounds + 1):
-                with torch.no_grad():
-                    curve.append(explained_variance(value_fn(batch.obs)[finished], returns))
-                if len(curve) > rounds:
-                    break
+            predictions = lambda: value_fn(batch.obs)[finished].detach()  # noqa: E731
+            curve = [explained_variance(predictions(), returns)]
+            for _ in range(rounds):
                 advantages, _, values = gae_and_targets(batch, value_fn, cfg.gamma, cfg.lam)
                 fit_value(value_fn, optimizer, batch.obs, target(advantages, values), iters)
+                curve.append(explained_variance(predictions(), returns))
             explained[label].append(curve)
-            with torch.no_grad():
-                scale[label].append(float(value_fn(batch.obs)[finished].mean() / returns.mean()))
+            scale[label].append(float(predictions().mean() / returns.mean()))
     return ValueTargets({label: np.array(curves) for label, curves in explained.items()}, scale)

@@ -34,7 +34,7 @@ from ppo_teach.envs import make_vec_env
 from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, policy_gradient_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
-from ppo_teach.rollout import Batch, Collector
+from ppo_teach.rollout import Batch, Collector, collect_batch
 from ppo_teach.optim import adam
 from ppo_teach.training import Agent, Callback, TrainConfig, budget_field, fit_value, run
 
@@ -186,9 +186,7 @@ def bootstrapping(policy: CategoricalPolicy, value_fn: ValueFunction, cfg: Reinf
     """Measure ``Bootstrapping`` on one batch of ``policy`` from fresh start states, with Ĝ_t computed
     as the update computes it.  With r ≡ 0 and next_values ≡ 1, ``reward_to_go`` gives the weights γ^{K+1}
     (and with γ = 1 as well, 1 on exactly the cut-off rows); with r ≡ 0 and V_φ's next values, the V_φ part."""
-    env = make_vec_env(cfg.env_id, cfg.num_envs, seed)
-    batch = Collector(env, policy, seed).collect(cfg.steps_per_env)
-    env.close()
+    batch = collect_batch(cfg.env_id, cfg.num_envs, policy, seed, cfg.steps_per_env)
     _, next_values = batch.values(value_fn)
     zeros = torch.zeros_like(batch.rewards)
     ones = torch.ones_like(zeros)

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppo_teach.envs import space_sizes
+from ppo_teach.envs import make_vec_env, space_sizes
 
 
 @dataclass
@@ -110,6 +110,15 @@ class Collector:
             self.episodes.lengths.append(int(self._ep_length[i]))
         self._ep_return[done] = 0.0
         self._ep_length[done] = 0
+
+
+def collect_batch(env_id: str, num_envs: int, policy: torch.nn.Module, seed: int, steps_per_env: int) -> Batch:
+    """One batch of ``steps_per_env`` steps in each of ``num_envs`` fresh copies of ``env_id`` reset with
+    ``seed``, acting with ``policy``; the environments are closed afterwards."""
+    env = make_vec_env(env_id, num_envs, seed)
+    batch = Collector(env, policy, seed).collect(steps_per_env)
+    env.close()
+    return batch
 
 
 def record_episode(env: gym.vector.VectorEnv, policy: torch.nn.Module, seed: int, max_steps: int = 1_000) -> Batch:

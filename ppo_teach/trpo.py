@@ -30,11 +30,11 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ppo_teach.advantages import whiten
 from ppo_teach.config import Bounds, bounded, budget
-from ppo_teach.envs import evaluate_policy, make_vec_env
+from ppo_teach.envs import evaluate_policy
 from ppo_teach.history import History
 from ppo_teach.losses import mean_kl, surrogate_advantage
 from ppo_teach.nets import CategoricalPolicy
-from ppo_teach.rollout import Batch, Collector
+from ppo_teach.rollout import Batch, collect_batch
 from ppo_teach.optim import adam
 from ppo_teach.training import Agent, Callback, TrainConfig, budget_field, fit_value, gae_and_targets, run
 
@@ -287,9 +287,7 @@ class StepSizeLab:
         trained = train(cfg, progress=progress)
         self.policy, self.env_id, self.seed, self.eval_episodes = trained.models["policy"], cfg.env_id, seed, eval_episodes
         self.trained_steps = trained.steps
-        env = make_vec_env(cfg.env_id, cfg.num_envs, seed + 1)
-        batch = Collector(env, self.policy, seed + 1).collect(cfg.steps_per_env)
-        env.close()
+        batch = collect_batch(cfg.env_id, cfg.num_envs, self.policy, seed + 1, cfg.steps_per_env)
         advantages, _, _ = gae_and_targets(batch, trained.models["value"], cfg.gamma, cfg.lam)
         self.problem = TrustRegionProblem(
             self.policy, batch.obs.flatten(0, 1), batch.actions.flatten(), batch.logp.flatten(), whiten(advantages).flatten()

@@ -13,9 +13,8 @@ import torch
 
 from ppo_teach import advantages, losses, ppo
 from ppo_teach.config import global_rng_state, set_global_rng_state
-from ppo_teach.envs import make_vec_env
 from ppo_teach.exercises.grading import UNFINISHED, CheckResult
-from ppo_teach.rollout import Batch, Collector
+from ppo_teach.rollout import Batch, collect_batch
 
 
 @dataclass(frozen=True)
@@ -190,9 +189,7 @@ def _small_agent_and_batch() -> tuple[ppo.PPO, Batch, ppo.Flat]:
     cfg = ppo.PPOConfig(seed=0, num_envs=2, steps_per_env=32, update_epochs=3, num_minibatches=4, lr=0.01,
                         ent_coef=0.01, clip_grad_norm=True, total_steps=64)
     agent = ppo.PPO(cfg)
-    env = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed)
-    batch = Collector(env, agent.policy, cfg.seed).collect(cfg.steps_per_env)
-    env.close()
+    batch = collect_batch(cfg.env_id, cfg.num_envs, agent.policy, cfg.seed, cfg.steps_per_env)
     return agent, batch, ppo.prepare(batch, agent.policy, agent.value_fn, cfg)
 
 
