@@ -1,6 +1,8 @@
 """``python -m ppo_teach.lm.train``: settings from a preset, a YAML or JSON file and flags; a run, its
 checkpoint and its resumption; clear errors for bad input."""
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -63,8 +65,23 @@ def test_resuming_with_another_number_of_processes_is_refused(tmp_path):
     assert trainer.processes == 1
 
 
-def test_fsdp_and_deepspeed_are_refused():
+def test_fsdp_and_deepspeed_are_refused(monkeypatch):
     for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         with pytest.raises(ConfigError, match="data-parallel \\(DDP\\) only"):
             check_data_parallel(SimpleNamespace(distributed_type=kind))
     check_data_parallel(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU))
+    for flag, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        # on the CPU, accelerate launch --use_fsdp falls back to DDP (MULTI_CPU): the request is refused all the same
+        with monkeypatch.context() as env:
+            env.setenv(flag, "true")
+            with pytest.raises(ConfigError, match=f"set up for {name}, but"):
+                check_data_parallel(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))
+
+
+def test_the_command_reports_a_bad_setting_in_one_line():
+    run = subprocess.run([sys.executable, "-m", "ppo_teach.lm.train", "--preset", "tiny", "--batch-size", "-3"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "ConfigError: RLHFConfig.batch_size = -3 is out of range: expected an integer with 1 ≤ batch_size. Fix: use an integer ≥ 1, e.g. 64."
+    ]

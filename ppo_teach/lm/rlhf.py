@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, parse_flag_from_env
 from tqdm.auto import tqdm
 
 from ppo_teach.advantages import gae, whiten
@@ -117,10 +117,14 @@ DATA_PARALLEL = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.
 
 def check_data_parallel(accelerator: Accelerator) -> None:
     """Refuse an Accelerate setting other than one process or DDP: under FSDP or DeepSpeed the policy's
-    parameters are sharded, and sampling, scoring and checkpoints (done with the whole model) would be wrong."""
-    if accelerator.distributed_type not in DATA_PARALLEL:
+    parameters are sharded, and sampling, scoring and checkpoints (done with the whole model) would be wrong.
+    A launch that asked for either is refused too when Accelerate fell back to DDP (it does so on the CPU)."""
+    asked = [name for name, flag in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+             if parse_flag_from_env(flag)]
+    if accelerator.distributed_type not in DATA_PARALLEL or asked:
+        setting = " and ".join(asked) if asked else accelerator.distributed_type.value
         raise ConfigError(
-            f"accelerate is set up for {accelerator.distributed_type.value}, but the RLHF trainer runs in one process or "
+            f"accelerate is set up for {setting}, but the RLHF trainer runs in one process or "
             "data-parallel (DDP) only: sampling and checkpoints need the whole model in each process. Fix: launch with "
             "--multi_gpu (or from an `accelerate config` that chose multi-GPU), not FSDP or DeepSpeed."
         )

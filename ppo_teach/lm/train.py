@@ -16,12 +16,13 @@ import argparse
 import dataclasses
 import difflib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ppo_teach.errors import ConfigError
+from ppo_teach.errors import ConfigError, TrainingDiverged
 from ppo_teach.lm.config import PRESETS, RLHFConfig, preset
 from ppo_teach.lm.rlhf import RLHFTrainer
 
@@ -105,4 +106,7 @@ def main(argv: list[str] | None = None) -> RLHFTrainer:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, TrainingDiverged) as error:  # the message says what was wrong and how to fix it
+        sys.exit(f"{type(error).__name__}: {error}")
