@@ -3,6 +3,11 @@
     python -m ppo_teach.bench reinforce --seeds 0-4
     python -m ppo_teach.bench trpo --seeds 0,2,7 --json
     python -m ppo_teach.bench all --seeds 0-4
+    python -m ppo_teach.bench all --seeds 0-4 --workers 1
+
+The runs are independent, and ``grid.run_grid`` trains them side by side in ``--workers`` worker
+processes (default: ``PPO_TEACH_WORKERS``, else the cores available); the steps to solve are the
+same whatever the number, and results print as they arrive, the table at the end in order.
 
 Solved means the course's criterion: the greedy policy's mean return over 10 fresh
 evaluation episodes is ≥ 475, checked at the first batch end past every 5,000 environment
@@ -34,16 +39,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from ppo_teach import ppo, reinforce, trpo
 from ppo_teach.config import budget, fast_mode
 from ppo_teach.errors import ConfigError
+from ppo_teach.grid import WORKERS_ENV_VAR, check_workers, run_grid
 from ppo_teach.history import History
-from ppo_teach.lm.metrics import seconds_to_target
-from ppo_teach.lm.rlhf import RLHFConfig, RLHFTrainer
 from ppo_teach.training import TrainConfig
 
 GYM_REWARD_THRESHOLD = 475.0  # gymnasium.spec("CartPole-v1").reward_threshold
@@ -90,6 +93,11 @@ class RLHFResult:
 
 def solve_rlhf(seed: int, beta: float | None = None) -> RLHFResult:
     """``lm.rlhf``'s default run on ``seed`` (β = ``beta`` if given) for its whole budget."""
+    # Imported here, not at the top: the language-model stack (transformers) would double the start-up
+    # of every CartPole benchmark and of each grid's worker processes.
+    from ppo_teach.lm.metrics import seconds_to_target
+    from ppo_teach.lm.rlhf import RLHFConfig, RLHFTrainer
+
     start = time.perf_counter()
     cfg = RLHFConfig(
         seed=seed,
@@ -135,11 +143,23 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def solve(algo: str, seed: int, **overrides: Any) -> Result:
-    """Train ``algo`` with its default config (changed by ``overrides``) on ``seed`` until solved or out of budget."""
+    """Train ``algo`` with its default config (changed by ``overrides``) on ``seed`` until solved or out of budget.
+    Interrupting it (Ctrl-C) raises ``KeyboardInterrupt``: a run cut short has no result."""
     config_cls, train = ALGORITHMS[algo]
     history = train(config_cls(seed=seed, stop_when_solved=True, **overrides), progress=False)
+    if history.interrupted:
+        raise KeyboardInterrupt
     wall = history.wall_s_to_solve if history.solved else history.train_wall_s
     return Result(algo, seed, history.steps_to_solve, round(wall, 2), history.final_sampled_return)
+
+
+def fewest_steps(finished: dict[str, Result]) -> str:
+    """A progress-bar note: the run that solved in the fewest steps so far."""
+    solved = {label: r.steps_to_solve for label, r in finished.items() if r.steps_to_solve is not None}
+    if not solved:
+        return "none solved yet"
+    label = min(solved, key=solved.get)
+    return f"best: {label}, {solved[label]:,} steps"
 
 
 def solve_grid(
@@ -147,31 +167,35 @@ def solve_grid(
     seeds: list[int],
     on_result: Callable[[str, Result], None] | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> dict[str, list[Result]]:
-    """For each ``label: (algo, overrides)``, ``solve`` on every seed; ``on_result`` sees each result as it
-    arrives.  ``progress`` shows one bar over all the runs."""
+    """For each ``label: (algo, overrides)``, ``solve`` on every seed, ``workers`` runs at once
+    (``grid.run_grid``: the same results whatever the number); ``on_result(label, result)`` sees each
+    result as it arrives.  ``progress`` shows one bar over all the runs.  Grouped by label, in seed order;
+    after Ctrl-C, the runs that finished."""
+    cells = {f"{label}, seed {seed}": (label, partial(solve, algo, seed, **overrides))
+             for label, (algo, overrides) in runs.items() for seed in seeds}
+    report = None if on_result is None else lambda cell, result: on_result(cells[cell][0], result)
+    results = run_grid({cell: run for cell, (_, run) in cells.items()}, workers, progress, "runs", fewest_steps, report)
     table: dict[str, list[Result]] = {}
-    with tqdm(total=len(runs) * len(seeds), desc="runs", disable=not progress) as bar:
-        for label, (algo, overrides) in runs.items():
-            for seed in seeds:
-                bar.set_postfix_str(f"{label}, seed {seed}")
-                table.setdefault(label, []).append(solve(algo, seed, **overrides))
-                bar.update()
-                if on_result:
-                    on_result(label, table[label][-1])
+    for cell, result in results.items():
+        table.setdefault(cells[cell][0], []).append(result)
     return table
 
 
 def compare(
-    algos: list[str], seeds: list[int], on_result: Callable[[str, Result], None] | None = None, progress: bool = True
+    algos: list[str], seeds: list[int], on_result: Callable[[str, Result], None] | None = None, progress: bool = True,
+    workers: int | None = None,
 ) -> dict[str, list[Result]]:
-    """Every algorithm with its defaults on every seed, grouped by algorithm."""
-    return solve_grid({algo: (algo, {}) for algo in algos}, seeds, on_result, progress)
+    """Every algorithm with its defaults on every seed, grouped by algorithm (``solve_grid``)."""
+    return solve_grid({algo: (algo, {}) for algo in algos}, seeds, on_result, progress, workers)
 
 
-def ablation(seeds: list[int], on_result: Callable[[str, Result], None] | None = None, progress: bool = True) -> dict[str, list[Result]]:
-    """PPO with each entry of ``ppo.ABLATIONS`` applied in turn, solved on every seed."""
-    return solve_grid({name: ("ppo", overrides) for name, overrides in ppo.ABLATIONS.items()}, seeds, on_result, progress)
+def ablation(
+    seeds: list[int], on_result: Callable[[str, Result], None] | None = None, progress: bool = True, workers: int | None = None
+) -> dict[str, list[Result]]:
+    """PPO with each entry of ``ppo.ABLATIONS`` applied in turn, solved on every seed (``solve_grid``)."""
+    return solve_grid({name: ("ppo", overrides) for name, overrides in ppo.ABLATIONS.items()}, seeds, on_result, progress, workers)
 
 
 def median_steps(results: list[Result]) -> float:
@@ -233,10 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("algo", choices=[*ALGORITHMS, "all", "rlhf"])
     parser.add_argument("--seeds", default="0-4", help="e.g. 0-4 or 0,3,7 (default 0-4)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"runs at once in worker processes (default: ${WORKERS_ENV_VAR}, else the cores available; 1: one after another)")
     parser.add_argument("--beta", type=float, default=None, help="rlhf only: the KL coefficient β (default: the config's; 0 hacks)")
     args = parser.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds)
+        check_workers(args.workers)
     except ConfigError as err:
         parser.error(str(err))
     if fast_mode():
@@ -255,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             sampled = f", sampled return over 100 episodes {result.sampled_return:.0f}" if result.sampled_return is not None else ""
             print(f"{result.algo:<10} seed {result.seed}: {steps:>18}, {result.wall_s:7.1f} s{sampled}", flush=True)
 
-    results = compare(algos, seeds, report, progress=False)  # each result is printed as it arrives
+    results = compare(algos, seeds, report, progress=False, workers=args.workers)  # each result printed as it arrives
     if not args.json:
         print("\n" + summary_table(results))
     return 0
@@ -274,4 +301,7 @@ def bench_rlhf(seeds: list[int], beta: float | None, as_json: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ppo_teach.bench, not as __main__, so that the grid's worker processes find solve() by its module's name.
+    from ppo_teach.bench import main as bench_main
+
+    sys.exit(bench_main())

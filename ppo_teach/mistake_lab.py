@@ -13,6 +13,7 @@ import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,6 +23,7 @@ from torch.distributions import Categorical
 from ppo_teach import mistakes, plots, ppo, trpo
 from ppo_teach.advantages import reward_to_go, whiten
 from ppo_teach.config import budget, fast_mode, seed_everything
+from ppo_teach.grid import run_grid
 from ppo_teach.history import History
 from ppo_teach.losses import clipped_surrogate, entropy_bonus, explained_variance, mean_kl, policy_gradient_loss
 from ppo_teach.nets import CategoricalPolicy, ValueFunction
@@ -96,11 +98,11 @@ def no_evaluation(total_steps: int) -> dict[str, int]:
 def training_runs(
     make_agent: Callable[[TrainConfig], Agent], cfg_class: type[TrainConfig], label: str, seeds: Sequence[int], total_steps: int, **overrides
 ) -> list[History]:
-    """One run of ``make_agent`` per seed with ``cfg_class(seed=…, **overrides)`` and the budget ``total_steps``."""
-    return [
-        run(cfg_class(seed=seed, **no_evaluation(total_steps), **overrides), label, make_agent, progress=False)
-        for seed in seeds
-    ]
+    """One run of ``make_agent`` per seed with ``cfg_class(seed=…, **overrides)`` and the budget ``total_steps``,
+    side by side in worker processes (``grid.run_grid``)."""
+    runs = {f"{label}, seed {seed}": partial(run, cfg_class(seed=seed, **no_evaluation(total_steps), **overrides), label, make_agent, progress=False)
+            for seed in seeds}
+    return list(run_grid(runs, progress=False).values())
 
 
 def final_return(history: History, last: int = 10) -> float:
