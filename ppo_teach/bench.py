@@ -239,7 +239,7 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
     solve (an unsolved seed counts as worse than any solved one), median seconds, and on how
     many seeds the policy it stopped with also meets Gymnasium's criterion (sampled return over
     100 episodes ≥ 475)."""
-    width = max(10, *(len(label) for label in groups))
+    width = max([10, *(len(label) for label in groups)])
     lines = [f"{'':<{width}} {'solved':>7} {'median steps':>13} {'worst steps':>12} {'median s':>9} {'gym ≥ 475':>10}"]
     for label, rows in groups.items():
         solved = [r.steps_to_solve for r in rows if r.steps_to_solve is not None]
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     results = compare(algos, seeds, report, progress=False, workers=args.workers)  # each result printed as it arrives
     if not args.json:
         print("\n" + summary_table(results))
-    return 0
+    return 0 if sum(map(len, results.values())) == len(algos) * len(seeds) else 130  # 130: interrupted (Ctrl-C)
 
 
 def bench_rlhf(seeds: list[int], beta: float | None, as_json: bool) -> int:

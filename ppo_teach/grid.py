@@ -3,15 +3,16 @@
     histories = grid.train_runs(ppo.train, [ppo.PPOConfig(seed=s) for s in range(5)])
     results = grid.run_grid({"ppo, seed 0": partial(bench.solve, "ppo", 0), ...})
 
-Every run pins itself to one thread and seeds its own generators, so a run gives the same numbers
-in a worker as in the kernel: the results are the sequential ones, whatever the number of workers.
-``workers`` (default: ``PPO_TEACH_WORKERS``, else the cores this process may use) runs that many at
-once; 1 runs them one after another in this process.
+The package's trainings pin themselves to one thread and seed their own generators, so a run gives
+the same numbers in a worker as in the kernel: the results are the sequential ones, whatever the
+number of workers.  ``workers`` (default: ``PPO_TEACH_WORKERS``, else the cores this process may use)
+runs that many at once; 1 runs them one after another in this process.
 
-Workers are started with ``forkserver`` where the platform has it (Linux, macOS) and ``spawn``
-elsewhere, never by forking the kernel itself (a forked copy of a multi-threaded Jupyter kernel can
-deadlock).  A run must therefore be picklable: a module-level function of the package or of a
-``.py`` file, or a ``functools.partial`` of one, not a lambda or a function defined in a notebook.
+Workers are started with ``forkserver`` on Linux and ``spawn`` elsewhere, never by forking the kernel
+itself (a forked copy of a multi-threaded Jupyter kernel can deadlock).  A run must therefore be
+picklable: a module-level function of the package or of a ``.py`` file, or a ``functools.partial`` of
+one, not a lambda or a function defined in a notebook.  Each run sees the kernel's environment
+variables as they were when the grid started; after editing the package, restart the kernel.
 
 One progress bar counts the runs.  Ctrl-C (interrupting the kernel) stops every worker and returns
 the runs that finished; an error in a run stops the grid with ``RunFailed``, which names the run,
@@ -20,9 +21,12 @@ gives its error and traceback, and carries the runs that finished.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
+import sys
+import threading
 import traceback
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -30,6 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from io import BytesIO
 from typing import Any, TypeVar
 
 import torch
@@ -41,7 +46,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)  # a run's label: a string, or a tuple such as (config, seed)
 
 WORKERS_ENV_VAR = "PPO_TEACH_WORKERS"
-CARRIED_ENV = ("PPO_TEACH_FAST",)  # read by the runs (budgets): the kernel's current values go with each run
+WINDOWS_MAX_WORKERS = 61  # ProcessPoolExecutor's limit on Windows
 
 
 class RunFailed(RuntimeError):
@@ -77,6 +82,19 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside the block, as every run of a grid is, in a worker or in this process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# -- in a worker process --------------------------------------------------------------------------
+
 @dataclass
 class _Failure:
     """What a run raised, sent back from its worker as text (its exception may not be picklable)."""
@@ -86,42 +104,62 @@ class _Failure:
     traceback: str
 
 
-def _call(run: Callable[[], T], env: dict[str, str | None]) -> T | _Failure:
-    """Run ``run`` on one thread, with the kernel's ``env``; an exception comes back as a ``_Failure``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+@dataclass
+class _Pickled:
+    """A run's result, pickled in the worker so that a result that cannot be sent is that run's failure."""
+
+    data: bytes
+
+
+def _run_in_worker(run: Callable[[], Any], env: dict[str, str]) -> _Pickled | _Failure:
+    """Run ``run`` with the kernel's environment ``env`` (no nested grids) on one thread."""
+    os.environ.clear()
+    os.environ.update(env, **{WORKERS_ENV_VAR: "1"})
     try:
-        return run()
+        with one_thread():
+            result = run()
+        return _Pickled(pickle.dumps(result))
     except Exception as error:  # noqa: BLE001 -- reported with the run's name by run_grid
         return _Failure(type(error).__name__, str(error), traceback.format_exc())
-    finally:
-        torch.set_num_threads(threads)
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the kernel, which stops them all (the signal reaches the whole process group)."""
+def _start_worker() -> None:
+    """Workers leave Ctrl-C to the kernel, which stops them all; a worker whose kernel died exits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sentinel = multiprocessing.parent_process().sentinel
+    threading.Thread(target=lambda: (multiprocessing.connection.wait([sentinel]), os._exit(1)), daemon=True).start()
 
+
+# -- in this process ------------------------------------------------------------------------------
 
 def _start_method() -> str:
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    """forkserver on Linux (each worker a fork of a server that imported the package once); spawn elsewhere."""
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
 def _module_of(run: Callable[..., Any]) -> str:
+    """The module that defines ``run`` (through any ``functools.partial``)."""
     while isinstance(run, partial):
         run = run.func
     return run.__module__
 
 
+class _NotebookCheck(pickle.Pickler):
+    """A pickler that refuses what a worker cannot import: anything defined in an interactive ``__main__``
+    (a notebook's cells; a script's ``__main__`` has a file the workers import, so its functions pass)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        module = getattr(obj, "__module__", None) if callable(obj) else type(obj).__module__
+        if module == "__main__" and not hasattr(sys.modules["__main__"], "__file__"):
+            raise pickle.PicklingError(f"{obj!r} is defined in the notebook")
+        return NotImplemented
+
+
 def _check_picklable(runs: Mapping[Hashable, Callable[[], Any]]) -> None:
+    """Refuse, naming it, a run that cannot be sent to a worker process."""
     for label, run in runs.items():
         try:
-            pickle.dumps(run)
+            _NotebookCheck(BytesIO()).dump(run)
         except Exception as error:  # noqa: BLE001 -- pickle raises several kinds
             raise ConfigError(
                 f"the run {label!r} cannot be sent to a worker process ({type(error).__name__}: {error}). Fix: make it a "
@@ -131,13 +169,30 @@ def _check_picklable(runs: Mapping[Hashable, Callable[[], Any]]) -> None:
 
 
 @contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until its end (where it is raised), so that it cannot
+    fall between the start of a worker process and the executor's record of it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextmanager
 def _pool(runs: Mapping[Hashable, Callable[[], Any]], workers: int) -> Iterator[ProcessPoolExecutor]:
-    """Worker processes that preload the runs' modules; on leaving by an exception (Ctrl-C, a failed run)
-    the pending runs are cancelled and the workers stopped at once."""
+    """Worker processes (forkserver: its server preloads the runs' modules when it starts, once per kernel);
+    on leaving by an exception (Ctrl-C, a failed run) the pending runs are cancelled and the workers stopped."""
     context = multiprocessing.get_context(_start_method())
-    if context.get_start_method() == "forkserver":  # the server imports these once; each worker is a fork of it
+    if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(sorted({"ppo_teach.training", *map(_module_of, runs.values())}))
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
     try:
         yield pool
     except BaseException:
@@ -146,7 +201,9 @@ def _pool(runs: Mapping[Hashable, Callable[[], Any]], workers: int) -> Iterator[
         for process in processes:
             process.terminate()
         for process in processes:
-            process.join()
+            process.join(5)
+            if process.is_alive():
+                process.kill()
         raise
     pool.shutdown()
 
@@ -159,23 +216,24 @@ def run_grid(
     postfix: Callable[[dict[K, T]], str] | None = None,
     on_result: Callable[[K, T], None] | None = None,
 ) -> dict[K, T]:
-    """Call every run of ``runs`` (label → a function of no arguments; a label is any hashable: a string, a tuple) and return label → its result,
-    in the order of ``runs``.  ``workers`` runs at once (see the module; no more than there are runs);
-    ``progress`` shows one bar over the runs, with ``postfix(finished)`` beside it (e.g. the best so
-    far); ``on_result(label, result)`` sees each result in this process as it arrives.  After Ctrl-C
-    only the runs that finished are returned."""
+    """Call every run of ``runs`` (label → a function of no arguments) and return label → its result.
+
+    The results come back in the order of ``runs``.  ``workers`` runs at once (see the module; no more
+    than there are runs); ``progress`` shows one bar over the runs, with ``postfix(finished)`` beside it
+    (e.g. the best so far); ``on_result(label, result)`` sees each result in this process as it arrives.
+    After Ctrl-C only the runs that finished are returned."""
     workers = min(check_workers(workers), max(len(runs), 1))
+    if sys.platform == "win32":
+        workers = min(workers, WINDOWS_MAX_WORKERS)
     if workers > 1:
         _check_picklable(runs)
-    env = {key: os.environ.get(key) for key in CARRIED_ENV}
     finished: dict[K, T] = {}
     bar = tqdm(total=len(runs), desc=desc, disable=not progress)
 
-    def finish(label: K, result: T | _Failure) -> None:
-        if isinstance(result, _Failure):
-            error = RunFailed(f"the run {label!r} failed: {result.kind}: {result.message}", label, dict(finished))
-            error.add_note(f"the run's traceback:\n{result.traceback}")
-            raise error
+    def failed(label: K, message: str) -> RunFailed:
+        return RunFailed(f"the run {label!r} failed: {message}", label, dict(finished))
+
+    def finish(label: K, result: T) -> None:
         if getattr(result, "interrupted", False):  # a training loop in this process caught the Ctrl-C itself
             raise KeyboardInterrupt
         finished[label] = result
@@ -188,16 +246,23 @@ def run_grid(
     try:
         if workers == 1:
             for label, run in runs.items():
-                finish(label, _call(run, env))
+                try:
+                    with one_thread():
+                        result = run()
+                except Exception as error:
+                    raise failed(label, f"{type(error).__name__}: {error}") from error
+                finish(label, result)
         else:
+            env = dict(os.environ)
             with _pool(runs, workers) as pool:
-                pending: dict[Future, K] = {pool.submit(_call, run, env): label for label, run in runs.items()}
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
+                with _interrupts_deferred():
+                    pending: dict[Future, K] = {pool.submit(_run_in_worker, run, env): label for label, run in runs.items()}
+                while pending:  # a timeout, so that Ctrl-C is seen on every platform while the runs go on
+                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=lambda f: f.exception() is not None):  # the results before a breakage
                         label = pending.pop(future)
                         try:
-                            result = future.result()
+                            outcome = future.result()
                         except BrokenProcessPool:  # every unfinished run fails with it: which one's worker died is unknown
                             unfinished = ", ".join(map(repr, [label, *pending.values()]))
                             raise RunFailed(f"a worker process died while the grid ran these runs: {unfinished}. Either it failed to "
@@ -205,9 +270,15 @@ def run_grid(
                                             "\"__main__\":`, as worker processes import it) or the system killed it (out of memory?). "
                                             "Fix: guard the script, or run fewer at once (workers=1 runs them in this process).",
                                             label, dict(finished)) from None
-                        finish(label, result)
+                        except Exception as error:
+                            raise failed(label, f"{type(error).__name__}: {error}") from error
+                        if isinstance(outcome, _Failure):
+                            error = failed(label, f"{outcome.kind}: {outcome.message}")
+                            error.add_note(f"the run's traceback, in its worker process:\n{outcome.traceback}")
+                            raise error
+                        finish(label, pickle.loads(outcome.data))
     except KeyboardInterrupt:
-        bar.write(f"interrupted: {len(finished)} of {len(runs)} runs finished and are returned; the others were stopped.")
+        bar.write(f"interrupted: {len(finished)} of {len(runs)} runs finished and are returned; the others were stopped.", file=sys.stderr)
     finally:
         bar.close()
     return {label: finished[label] for label in runs if label in finished}

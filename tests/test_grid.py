@@ -5,6 +5,7 @@ import multiprocessing
 import operator
 import os
 import signal
+import sys
 import threading
 import time
 from functools import partial
@@ -56,9 +57,17 @@ def test_a_failing_run_is_named_with_its_error_and_the_finished_runs_kept():
         with pytest.raises(grid.RunFailed, match="the run 'broken' failed: ZeroDivisionError: division by zero") as failed:
             grid.run_grid(runs, workers=workers, progress=False)
         assert failed.value.label == "broken"
-        assert "Traceback" in "".join(failed.value.__notes__)
         if workers == 1:
             assert failed.value.finished == {"fine": 3}
+            assert isinstance(failed.value.__cause__, ZeroDivisionError)  # %debug reaches the run's own frame
+        else:
+            assert failed.value.finished in ({}, {"fine": 3})
+            assert "Traceback" in "".join(failed.value.__notes__)
+
+
+def test_a_result_that_cannot_be_sent_back_is_that_runs_failure():
+    with pytest.raises(grid.RunFailed, match="the run 'lock' failed: TypeError: cannot pickle '_thread.lock' object"):
+        grid.run_grid({"lock": partial(threading.Lock), "fine": partial(operator.add, 1, 2)}, workers=2, progress=False)
 
 
 def test_a_worker_that_dies_is_reported_and_does_not_hang():
@@ -66,20 +75,22 @@ def test_a_worker_that_dies_is_reported_and_does_not_hang():
     with pytest.raises(grid.RunFailed, match="a worker process died while the grid ran these runs: .*'dies'"):
         grid.run_grid({"dies": partial(os._exit, 3), "waits": partial(time.sleep, 0.5)}, workers=2, progress=False)
     assert time.perf_counter() - start < 60
+    assert not multiprocessing.active_children()
 
 
 def test_ctrl_c_stops_the_workers_and_returns_the_runs_that_finished():
     runs = {"quick": partial(operator.mul, 6, 7), "slow": partial(time.sleep, 60), "slower": partial(time.sleep, 120)}
-    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    workers = []
+
+    def interrupt(label, result):  # Ctrl-C as soon as the first run is in, the other two still running
+        workers.extend(multiprocessing.active_children())
+        os.kill(os.getpid(), signal.SIGINT)
+
     start = time.perf_counter()
-    timer.start()
-    try:
-        finished = grid.run_grid(runs, workers=3, progress=False)
-    finally:
-        timer.cancel()
+    finished = grid.run_grid(runs, workers=3, progress=False, on_result=interrupt)
     assert finished == {"quick": 42}
     assert time.perf_counter() - start < 30
-    assert not multiprocessing.active_children()
+    assert len(workers) == 3 and not any(w.is_alive() for w in workers)
 
 
 def test_an_interrupted_training_in_the_kernel_stops_the_grid():
@@ -108,17 +119,31 @@ def test_the_environment_variable_sets_the_default_and_is_checked(monkeypatch):
     assert grid.check_workers(None) == grid.available_cores()
 
 
-def test_a_run_that_cannot_be_sent_to_a_worker_is_named():
-    with pytest.raises(ConfigError, match="the run 'notebook function' cannot be sent to a worker process .* or pass workers=1"):
-        grid.run_grid({"notebook function": lambda: 1, "other": partial(operator.add, 1, 1)}, workers=2, progress=False)
-    assert grid.run_grid({"notebook function": lambda: 1}, workers=1, progress=False) == {"notebook function": 1}
+def test_a_run_that_cannot_be_sent_to_a_worker_is_named(monkeypatch):
+    with pytest.raises(ConfigError, match="the run 'lambda' cannot be sent to a worker process .* or pass workers=1"):
+        grid.run_grid({"lambda": lambda: 1, "other": partial(operator.add, 1, 1)}, workers=2, progress=False)
+    assert grid.run_grid({"lambda": lambda: 1}, workers=1, progress=False) == {"lambda": 1}
+
+    def in_a_cell():  # a function of a notebook: it pickles by name, but no worker can import it
+        return 1
+
+    in_a_cell.__module__ = "__main__"
+    monkeypatch.delattr(sys.modules["__main__"], "__file__")  # __main__ is interactive, as in a kernel
+    with pytest.raises(ConfigError, match="the run 'cell' cannot be sent to a worker process .* defined in the notebook"):
+        grid.run_grid({"cell": partial(in_a_cell), "other": partial(operator.add, 1, 1)}, workers=2, progress=False)
 
 
-def test_workers_see_the_kernels_fast_mode_setting(monkeypatch):
-    for value in ("1", "0"):
-        monkeypatch.setenv("PPO_TEACH_FAST", value)
+def test_workers_see_the_kernels_environment_as_the_grid_starts(monkeypatch):
+    for value in ("1", "0", None):
+        if value is None:
+            monkeypatch.delenv("PPO_TEACH_FAST")
+        else:
+            monkeypatch.setenv("PPO_TEACH_FAST", value)
         assert grid.run_grid({"a": partial(os.getenv, "PPO_TEACH_FAST"), "b": partial(os.getenv, "PPO_TEACH_FAST")},
                              workers=2, progress=False) == {"a": value, "b": value}
+    # a run that starts a grid of its own runs it in its worker, not in cores² processes
+    assert grid.run_grid({"a": partial(grid.check_workers, None), "b": partial(grid.check_workers, None)}, workers=2,
+                         progress=False) == {"a": 1, "b": 1}
 
 
 def test_the_benchmark_command_refuses_a_bad_worker_count(capsys):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.distributions import Categorical
 
-from ppo_teach import plots, ppo, widgets
+from ppo_teach import grid, plots, ppo, widgets
 from ppo_teach.advantages import gae
 from ppo_teach.envs import make_vec_env
 from ppo_teach.errors import ConfigError
@@ -298,7 +298,7 @@ def test_the_ablation_costs_show_no_nan_when_the_defaults_do_not_solve():
 
 @pytest.mark.slow
 def test_ppo_solves_cartpole_on_5_seeds_within_the_benchmark_limits(full_mode):
-    histories = [ppo.train(PPOConfig(seed=s, stop_when_solved=True), progress=False) for s in range(5)]
+    histories = grid.train_runs(ppo.train, [PPOConfig(seed=s, stop_when_solved=True) for s in range(5)], progress=False)
     steps = [h.steps_to_solve for h in histories]
     assert all(s is not None and s <= 50_000 for s in steps), steps
     assert statistics.median(steps) <= 15_000, steps
@@ -307,11 +307,13 @@ def test_ppo_solves_cartpole_on_5_seeds_within_the_benchmark_limits(full_mode):
 @pytest.mark.slow
 def test_without_clipping_the_kl_per_update_explodes_and_the_lab_run_fails(full_mode):
     """Notebook 04's comparison: 40 epochs at lr 3e-3 for 20,000 steps, with and without clipping."""
+    variants = ("clip", "no clipping (ε = ∞)", "adaptive KL penalty")
+    every = grid.train_runs(ppo.train, {
+        (seed, variant): ppo.lab_config(update_epochs=40, lr=3e-3, variant=variant, seed=seed, total_steps=20_000)
+        for seed in (0, 1) for variant in variants
+    }, progress=False)
     for seed in (0, 1):
-        runs = {
-            variant: ppo.train(ppo.lab_config(update_epochs=40, lr=3e-3, variant=variant, seed=seed, total_steps=20_000), progress=False)
-            for variant in ("clip", "no clipping (ε = ∞)", "adaptive KL penalty")
-        }
+        runs = {variant: every[seed, variant] for variant in variants}
         kl = {variant: h.series("kl_after")[1].mean() for variant, h in runs.items()}
         assert kl["no clipping (ε = ∞)"] > 10 * kl["clip"], kl
         assert runs["clip"].solved and not runs["no clipping (ε = ∞)"].solved
@@ -322,7 +324,7 @@ def test_without_clipping_the_kl_per_update_explodes_and_the_lab_run_fails(full_
 def test_the_dashboards_healthy_ranges_are_the_defaults_measured_ones(full_mode):
     """plots.HEALTHY_RANGES: 10th–90th percentiles over the updates of the lab's default run (20,000 steps) on
     seeds 0–4; for explained variance, over the updates until each run's solve point."""
-    histories = [ppo.train(ppo.lab_config(seed=seed, total_steps=20_000), progress=False) for seed in range(5)]
+    histories = grid.train_runs(ppo.train, [ppo.lab_config(seed=seed, total_steps=20_000) for seed in range(5)], progress=False)
     assert all(h.solved for h in histories)
     for key, (low, high) in plots.HEALTHY_RANGES.items():
         last = (lambda h: h.steps_to_solve) if key in plots.HEALTHY_UNTIL_SOLVED else (lambda h: math.inf)

@@ -3,7 +3,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from ppo_teach import reinforce
+from ppo_teach import grid, reinforce
 from ppo_teach.errors import TrainingDiverged
 from ppo_teach.reinforce import ReinforceConfig
 
@@ -73,7 +73,7 @@ def test_bias_ratio_detects_a_biased_estimator():
 @pytest.mark.slow
 def test_reinforce_with_baseline_solves_cartpole_in_4_of_5_seeds(full_mode):
     """The notebook's claim, with the benchmark's criterion and the full budget."""
-    histories = [reinforce.train(ReinforceConfig(seed=s, stop_when_solved=True), progress=False) for s in range(5)]
+    histories = grid.train_runs(reinforce.train, [ReinforceConfig(seed=s, stop_when_solved=True) for s in range(5)], progress=False)
     assert histories[0].config["total_steps"] == 200_000
     assert sum(h.solved for h in histories) >= 4, [h.steps_to_solve for h in histories]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from ppo_teach import exercises, trpo
+from ppo_teach import exercises, grid, trpo
 from ppo_teach.errors import ConfigError
 from ppo_teach.nets import CategoricalPolicy
 from ppo_teach.trpo import TRPOConfig, TrustRegionProblem, conjugate_gradient, fisher_vector_product
@@ -144,7 +144,7 @@ def test_conjugate_gradient_exercise_checker():
 
 @pytest.mark.slow
 def test_trpo_solves_cartpole_in_all_5_seeds_with_median_at_most_25k_steps(full_mode):
-    histories = [trpo.train(TRPOConfig(seed=s, stop_when_solved=True), progress=False) for s in range(5)]
+    histories = grid.train_runs(trpo.train, [TRPOConfig(seed=s, stop_when_solved=True) for s in range(5)], progress=False)
     steps = [h.steps_to_solve for h in histories]
     assert all(s is not None for s in steps), steps
     assert statistics.median(steps) <= 25_000, steps
