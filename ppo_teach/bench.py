@@ -153,13 +153,13 @@ def solve(algo: str, seed: int, **overrides: Any) -> Result:
     return Result(algo, seed, history.steps_to_solve, round(wall, 2), history.final_sampled_return)
 
 
-def fewest_steps(finished: dict[str, Result]) -> str:
-    """A progress-bar note: the run that solved in the fewest steps so far."""
-    solved = {label: r.steps_to_solve for label, r in finished.items() if r.steps_to_solve is not None}
+def fewest_steps(finished: dict[tuple[str, int], Result]) -> str:
+    """A progress-bar note on ``solve_grid``'s (label, seed) runs: the one that solved in the fewest steps so far."""
+    solved = {cell: r.steps_to_solve for cell, r in finished.items() if r.steps_to_solve is not None}
     if not solved:
         return "none solved yet"
-    label = min(solved, key=solved.get)
-    return f"best: {label}, {solved[label]:,} steps"
+    label, seed = min(solved, key=solved.get)
+    return f"best: {label}, seed {seed}, {solved[label, seed]:,} steps"
 
 
 def solve_grid(
@@ -173,13 +173,12 @@ def solve_grid(
     (``grid.run_grid``: the same results whatever the number); ``on_result(label, result)`` sees each
     result as it arrives.  ``progress`` shows one bar over all the runs.  Grouped by label, in seed order;
     after Ctrl-C, the runs that finished."""
-    cells = {f"{label}, seed {seed}": (label, partial(solve, algo, seed, **overrides))
-             for label, (algo, overrides) in runs.items() for seed in seeds}
-    report = None if on_result is None else lambda cell, result: on_result(cells[cell][0], result)
-    results = run_grid({cell: run for cell, (_, run) in cells.items()}, workers, progress, "runs", fewest_steps, report)
+    cells = {(label, seed): partial(solve, algo, seed, **overrides) for label, (algo, overrides) in runs.items() for seed in seeds}
+    report = None if on_result is None else lambda cell, result: on_result(cell[0], result)
+    results = run_grid(cells, workers, progress, "runs", fewest_steps, report)
     table: dict[str, list[Result]] = {}
-    for cell, result in results.items():
-        table.setdefault(cells[cell][0], []).append(result)
+    for (label, _), result in results.items():
+        table.setdefault(label, []).append(result)
     return table
 
 

@@ -31,15 +31,15 @@ import traceback
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from io import BytesIO
 from typing import Any, TypeVar
 
-import torch
 from tqdm.auto import tqdm
 
+from ppo_teach.config import torch_threads
 from ppo_teach.errors import ConfigError
 
 T = TypeVar("T")
@@ -52,9 +52,14 @@ WINDOWS_MAX_WORKERS = 61  # ProcessPoolExecutor's limit on Windows
 class RunFailed(RuntimeError):
     """A run of a grid raised.  ``label`` names it; ``finished`` holds the runs that finished before."""
 
-    def __init__(self, message: str, label: Hashable, finished: dict[Hashable, Any]) -> None:
+    def __init__(self, message: str, label: Hashable) -> None:
         super().__init__(message)
-        self.label, self.finished = label, finished
+        self.label, self.finished = label, {}
+
+
+def _failed(label: Hashable, kind: str, message: str) -> RunFailed:
+    """``RunFailed`` for ``label``, which raised ``kind``: ``message``."""
+    return RunFailed(f"the run {label!r} failed: {kind}: {message}", label)
 
 
 def available_cores() -> int:
@@ -82,17 +87,6 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread inside the block, as every run of a grid is, in a worker or in this process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 # -- in a worker process --------------------------------------------------------------------------
 
 @dataclass
@@ -116,7 +110,7 @@ def _run_in_worker(run: Callable[[], Any], env: dict[str, str]) -> _Pickled | _F
     os.environ.clear()
     os.environ.update(env, **{WORKERS_ENV_VAR: "1"})
     try:
-        with one_thread():
+        with torch_threads(1):
             result = run()
         return _Pickled(pickle.dumps(result))
     except Exception as error:  # noqa: BLE001 -- reported with the run's name by run_grid
@@ -208,6 +202,46 @@ def _pool(runs: Mapping[Hashable, Callable[[], Any]], workers: int) -> Iterator[
     pool.shutdown()
 
 
+def _in_process(runs: Mapping[K, Callable[[], T]]) -> Iterator[tuple[K, T]]:
+    """(label, result) of each run, one after another in this process."""
+    for label, run in runs.items():
+        try:
+            with torch_threads(1):
+                result = run()
+        except Exception as error:
+            raise _failed(label, type(error).__name__, str(error)) from error
+        yield label, result
+
+
+def _in_workers(runs: Mapping[K, Callable[[], T]], workers: int) -> Iterator[tuple[K, T]]:
+    """(label, result) of each run as it arrives from ``workers`` worker processes.  Closing the
+    generator early stops the workers (``_pool``)."""
+    env = dict(os.environ)
+    with _pool(runs, workers) as pool:
+        with _interrupts_deferred():
+            pending: dict[Future, K] = {pool.submit(_run_in_worker, run, env): label for label, run in runs.items()}
+        while pending:  # a timeout, so that Ctrl-C is seen on every platform while the runs go on
+            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: f.exception() is not None):  # the results before a breakage
+                label = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:  # every unfinished run fails with it: which one's worker died is unknown
+                    unfinished = ", ".join(map(repr, [label, *pending.values()]))
+                    raise RunFailed(f"a worker process died while the grid ran these runs: {unfinished}. Either it failed to "
+                                    "start (a script that runs a grid must keep its top-level code under `if __name__ == "
+                                    "\"__main__\":`, as worker processes import it) or the system killed it (out of memory?). "
+                                    "Fix: guard the script, or run fewer at once (workers=1 runs them in this process).",
+                                    label) from None
+                except Exception as error:
+                    raise _failed(label, type(error).__name__, str(error)) from error
+                if isinstance(outcome, _Failure):
+                    failure = _failed(label, outcome.kind, outcome.message)
+                    failure.add_note(f"the run's traceback, in its worker process:\n{outcome.traceback}")
+                    raise failure
+                yield label, pickle.loads(outcome.data)
+
+
 def run_grid(
     runs: Mapping[K, Callable[[], T]],
     workers: int | None = None,
@@ -229,56 +263,23 @@ def run_grid(
         _check_picklable(runs)
     finished: dict[K, T] = {}
     bar = tqdm(total=len(runs), desc=desc, disable=not progress)
-
-    def failed(label: K, message: str) -> RunFailed:
-        return RunFailed(f"the run {label!r} failed: {message}", label, dict(finished))
-
-    def finish(label: K, result: T) -> None:
-        if getattr(result, "interrupted", False):  # a training loop in this process caught the Ctrl-C itself
-            raise KeyboardInterrupt
-        finished[label] = result
-        bar.update()
-        if postfix is not None:
-            bar.set_postfix_str(postfix(finished))
-        if on_result is not None:
-            on_result(label, result)
-
+    results = _in_process(runs) if workers == 1 else _in_workers(runs, workers)
     try:
-        if workers == 1:
-            for label, run in runs.items():
-                try:
-                    with one_thread():
-                        result = run()
-                except Exception as error:
-                    raise failed(label, f"{type(error).__name__}: {error}") from error
-                finish(label, result)
-        else:
-            env = dict(os.environ)
-            with _pool(runs, workers) as pool:
-                with _interrupts_deferred():
-                    pending: dict[Future, K] = {pool.submit(_run_in_worker, run, env): label for label, run in runs.items()}
-                while pending:  # a timeout, so that Ctrl-C is seen on every platform while the runs go on
-                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    for future in sorted(done, key=lambda f: f.exception() is not None):  # the results before a breakage
-                        label = pending.pop(future)
-                        try:
-                            outcome = future.result()
-                        except BrokenProcessPool:  # every unfinished run fails with it: which one's worker died is unknown
-                            unfinished = ", ".join(map(repr, [label, *pending.values()]))
-                            raise RunFailed(f"a worker process died while the grid ran these runs: {unfinished}. Either it failed to "
-                                            "start (a script that runs a grid must keep its top-level code under `if __name__ == "
-                                            "\"__main__\":`, as worker processes import it) or the system killed it (out of memory?). "
-                                            "Fix: guard the script, or run fewer at once (workers=1 runs them in this process).",
-                                            label, dict(finished)) from None
-                        except Exception as error:
-                            raise failed(label, f"{type(error).__name__}: {error}") from error
-                        if isinstance(outcome, _Failure):
-                            error = failed(label, f"{outcome.kind}: {outcome.message}")
-                            error.add_note(f"the run's traceback, in its worker process:\n{outcome.traceback}")
-                            raise error
-                        finish(label, pickle.loads(outcome.data))
+        with closing(results):  # leaving early closes it, which stops the workers
+            for label, result in results:
+                if getattr(result, "interrupted", False):  # a training loop in this process caught the Ctrl-C itself
+                    raise KeyboardInterrupt
+                finished[label] = result
+                bar.update()
+                if postfix is not None:
+                    bar.set_postfix_str(postfix(finished))
+                if on_result is not None:
+                    on_result(label, result)
     except KeyboardInterrupt:
         bar.write(f"interrupted: {len(finished)} of {len(runs)} runs finished and are returned; the others were stopped.", file=sys.stderr)
+    except RunFailed as error:
+        error.finished = dict(finished)
+        raise
     finally:
         bar.close()
     return {label: finished[label] for label in runs if label in finished}

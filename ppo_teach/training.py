@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppo_teach.advantages import gae
-from ppo_teach.config import Bounds, bounded, budget, check_env_id, check_seed, seed_everything, validate
+from ppo_teach.config import Bounds, bounded, budget, check_env_id, check_seed, seed_everything, torch_threads, validate
 from ppo_teach.envs import evaluate_policy, make_vec_env, space_sizes
 from ppo_teach.errors import ConfigError, check_finite
 from ppo_teach.history import History
@@ -148,43 +148,41 @@ def run(
     history = History(algo=algo, seed=cfg.seed, config=dataclasses.asdict(cfg))
     # One thread for the whole run, network initialisation included: the networks are tiny, so
     # more threads only add overhead, and the same seed then gives the same curve whatever the thread setting.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    agent = make_agent(cfg)
-    history.models = agent.models
-    env = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed)
-    collector = Collector(env, agent.policy, cfg.seed)
-    history.episodes = collector.episodes
-    next_eval = cfg.eval_every
-    bar = tqdm(total=cfg.total_steps, desc=algo, disable=not progress, leave=False)
-    try:
-        while collector.global_step < cfg.total_steps:
-            start = time.perf_counter()
-            batch = collector.collect(cfg.steps_per_env)
-            stats = agent.update(batch)
-            history.train_wall_s += time.perf_counter() - start
-            for name, value in stats.items():
-                check_finite(name, value, update=len(history.updates) + 1, last_stats=history.last_stats())
-            history.log_update(collector.global_step, stats)
-            bar.update(batch.num_steps)
-            if collector.global_step >= next_eval:
-                next_eval = (collector.global_step // cfg.eval_every + 1) * cfg.eval_every
-                _evaluate(cfg, agent.policy, collector.global_step, history)
-                bar.set_postfix(greedy_return=f"{history.eval_returns[-1]:.0f}")
-            if callback is not None:
-                callback(history)
-            if history.solved and cfg.stop_when_solved:
-                break
-        if cfg.final_eval_episodes:
-            history.final_sampled_return = evaluate_policy(
-                agent.policy, cfg.env_id, cfg.final_eval_episodes, evaluation_seed(cfg.seed, 0, final=True), greedy=False
-            )
-    except KeyboardInterrupt:
-        history.interrupted = True
-    finally:
-        bar.close()
-        env.close()
-        torch.set_num_threads(threads)
+    with torch_threads(1):
+        agent = make_agent(cfg)
+        history.models = agent.models
+        env = make_vec_env(cfg.env_id, cfg.num_envs, cfg.seed)
+        collector = Collector(env, agent.policy, cfg.seed)
+        history.episodes = collector.episodes
+        next_eval = cfg.eval_every
+        bar = tqdm(total=cfg.total_steps, desc=algo, disable=not progress, leave=False)
+        try:
+            while collector.global_step < cfg.total_steps:
+                start = time.perf_counter()
+                batch = collector.collect(cfg.steps_per_env)
+                stats = agent.update(batch)
+                history.train_wall_s += time.perf_counter() - start
+                for name, value in stats.items():
+                    check_finite(name, value, update=len(history.updates) + 1, last_stats=history.last_stats())
+                history.log_update(collector.global_step, stats)
+                bar.update(batch.num_steps)
+                if collector.global_step >= next_eval:
+                    next_eval = (collector.global_step // cfg.eval_every + 1) * cfg.eval_every
+                    _evaluate(cfg, agent.policy, collector.global_step, history)
+                    bar.set_postfix(greedy_return=f"{history.eval_returns[-1]:.0f}")
+                if callback is not None:
+                    callback(history)
+                if history.solved and cfg.stop_when_solved:
+                    break
+            if cfg.final_eval_episodes:
+                history.final_sampled_return = evaluate_policy(
+                    agent.policy, cfg.env_id, cfg.final_eval_episodes, evaluation_seed(cfg.seed, 0, final=True), greedy=False
+                )
+        except KeyboardInterrupt:
+            history.interrupted = True
+        finally:
+            bar.close()
+            env.close()
     return history
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 
 from ppo_teach import advantages, losses, ppo
-from ppo_teach.config import global_rng_state, set_global_rng_state
+from ppo_teach.config import global_rng_state, set_global_rng_state, torch_threads
 from ppo_teach.exercises.grading import UNFINISHED, CheckResult
 from ppo_teach.rollout import Batch, collect_batch
 
@@ -89,14 +89,11 @@ def _isolated() -> Iterator[None]:
     and without the scheduler's warning that a deep-copied optimizer's ``step`` is not the one it
     wrapped (it only counts calls; it does not change what a step does)."""
     states = global_rng_state()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
-        with warnings.catch_warnings():
+        with torch_threads(1), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Seems like `optimizer.step\\(\\)` has been overridden")
             yield
     finally:
-        torch.set_num_threads(threads)
         set_global_rng_state(states)
 
 

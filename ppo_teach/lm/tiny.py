@@ -30,7 +30,7 @@ from tokenizers import ByteLevelBPETokenizer
 from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast, PreTrainedTokenizerBase
 
-from ppo_teach.config import Bounds, bounded, check_seed, seed_everything, validate
+from ppo_teach.config import Bounds, bounded, check_seed, seed_everything, torch_threads, validate
 from ppo_teach.errors import ConfigError
 from ppo_teach.lm import PROMPTS, TINY_GPT2
 from ppo_teach.lm.grammar import EOS, generate_corpus, log_probability, openings
@@ -173,17 +173,13 @@ def build(cfg: BuildConfig | None = None, out: Path | str = TINY_GPT2, prompts: 
     cfg = cfg or BuildConfig()
     out = Path(out)
     began = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(BUILD_THREADS)
-    try:
+    with torch_threads(BUILD_THREADS):
         seed_everything(cfg.seed)
         corpus = generate_corpus(cfg.seed, cfg.n_reviews)
         tokenizer = train_tokenizer(corpus, cfg.vocab_size)
         stream, starts = token_stream(tokenizer, corpus)
         model = new_model(cfg, tokenizer)
         curve = pretrain(model, stream, starts, cfg)
-    finally:
-        torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
